@@ -1,0 +1,5 @@
+import sys
+
+from genlearn.cli import main
+
+sys.exit(main())

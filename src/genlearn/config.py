@@ -1,0 +1,161 @@
+"""Configuration: dataclasses with defaults, read from and written to TOML, overridden by --set.
+
+Every model's `Config` is a dataclass that extends `Common` (the fields every model has, under the
+same names everywhere). A field may carry `choices` or `min` in its metadata; `validate` checks
+them, and unknown keys are refused with the list of known ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import tomllib
+
+from genlearn.errors import UserError
+
+RESERVED_KEYS = ("model", "genlearn_version")
+
+
+def choice(default: Any, choices: tuple, help: str = "") -> Any:
+    """A field restricted to `choices`."""
+    return field(default=default, metadata={"choices": choices, "help": help})
+
+
+def bounded(default: Any, min: float | None = None, max: float | None = None, help: str = "") -> Any:
+    """A numeric field with inclusive bounds."""
+    return field(default=default, metadata={"min": min, "max": max, "help": help})
+
+
+@dataclass
+class Common:
+    """Fields every model's configuration has."""
+
+    epochs: int = bounded(10, min=0, help="passes over the training set")
+    batch_size: int = bounded(100, min=1, help="global minibatch size (split across ranks)")
+    lr: float = bounded(1e-3, min=0.0, help="learning rate")
+    lr_schedule: str = choice("constant", ("constant", "cosine"), "learning-rate schedule")
+    lr_final: float = bounded(0.1, min=0.0, help="final lr as a fraction of lr (cosine)")
+    seed: int = bounded(0, min=0, help="seeds weights, data order, binarization and noise")
+    device: str = choice("cpu", ("cpu", "cuda", "auto"), "where to train")
+    train_limit: int = bounded(0, min=0, help="use only the first N training images; 0 = all")
+    checkpoint_every: float = bounded(120.0, min=0.0, help="seconds between checkpoints")
+    eval_every: int = bounded(1, min=0, help="epochs between validations; 0 = never")
+    log_every: int = bounded(50, min=1, help="steps between metrics.jsonl lines")
+    data_dir: str = field(default="", metadata={"help": "directory of MNIST IDX files"})
+
+
+def fields_of(config_cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(config_cls)}
+
+
+def _parse_value(key: str, raw: Any, typ: Any) -> Any:
+    """Coerce a TOML value or a --set string to the field's type."""
+    try:
+        if typ is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            return int(raw) if not isinstance(raw, str) else int(raw.strip())
+        if typ is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if typ is str:
+            return str(raw)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return raw
+    raise UserError(f"bad value for {key!r}: {raw!r} is not a {typ.__name__}")
+
+
+def build(config_cls: type, values: dict[str, Any], model: str = "") -> Any:
+    """Make a validated config from a dict of (possibly string) values."""
+    known = fields_of(config_cls)
+    hints = get_type_hints(config_cls)
+    kwargs = {}
+    for key, raw in values.items():
+        if key not in known:
+            where = f" for model {model!r}" if model else ""
+            raise UserError(f"unknown config key {key!r}{where}; known keys: {', '.join(known)}")
+        kwargs[key] = _parse_value(key, raw, hints[key])
+    config = config_cls(**kwargs)
+    validate(config)
+    return config
+
+
+def validate(config: Any) -> None:
+    """Check choices and bounds declared in field metadata."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        choices = f.metadata.get("choices")
+        if choices is not None and value not in choices:
+            allowed = ", ".join(map(str, choices))
+            raise UserError(f"bad value for {f.name!r}: {value!r}; allowed values: {allowed}")
+        lo, hi = f.metadata.get("min"), f.metadata.get("max")
+        if lo is not None and value < lo:
+            raise UserError(f"bad value for {f.name!r}: {value!r}; it must be at least {lo}")
+        if hi is not None and value > hi:
+            raise UserError(f"bad value for {f.name!r}: {value!r}; it must be at most {hi}")
+    check = getattr(config, "check", None)
+    if check is not None:
+        check()
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    """`["a=1", "b=x"]` -> {"a": "1", "b": "x"}."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config file; a [config] table and top-level keys are both accepted."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    values = dict(data.pop("config", {}))
+    values.update(data)
+    return values
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def to_toml(config: Any, model: str, version: str) -> str:
+    """The resolved configuration: every field, plus the model name and genlearn's version."""
+    lines = [f"model = {_toml_value(model)}", f"genlearn_version = {_toml_value(version)}", ""]
+    for f in dataclasses.fields(config):
+        help_text = f.metadata.get("help")
+        comment = f"  # {help_text}" if help_text else ""
+        lines.append(f"{f.name} = {_toml_value(getattr(config, f.name))}{comment}")
+    return "\n".join(lines) + "\n"

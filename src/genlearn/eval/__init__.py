@@ -1,0 +1,1 @@
+"""Held-out evaluation: likelihood bounds and estimates, sample-based metrics, probes."""

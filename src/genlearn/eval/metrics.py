@@ -1,0 +1,56 @@
+"""The metrics `genlearn eval RUN --metric NAME` can compute, each checking it fits the model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from genlearn.errors import UserError
+
+
+def _needs(model: torch.nn.Module, metric: str, *methods: str) -> None:
+    missing = [m for m in methods if not hasattr(model, m)]
+    if missing:
+        name = getattr(model, "name", type(model).__name__)
+        raise UserError(f"metric {metric!r} does not apply to model {name!r} (it has no {missing[0]})")
+
+
+def elbo(model, data, opts) -> dict[str, Any]:
+    _needs(model, "elbo", "encode", "log_likelihood")
+    from genlearn.eval.likelihood import elbo_stats
+
+    return elbo_stats(model, data["x"].flatten(1), generator=torch.Generator().manual_seed(opts.seed))
+
+
+def nll(model, data, opts) -> dict[str, Any]:
+    _needs(model, "nll", "encode", "log_likelihood")
+    from genlearn.eval.likelihood import nll as iw_nll
+
+    out = iw_nll(
+        model,
+        data["x"].flatten(1),
+        opts.k,
+        generator=torch.Generator().manual_seed(opts.seed),
+        progress=opts.progress,
+    )
+    return {f"nll_k{opts.k}": out["nll"], f"nll_k{opts.k}_stderr": out["nll_stderr"]}
+
+
+def probe(model, data, opts) -> dict[str, Any]:
+    _needs(model, "probe", "features")
+    from genlearn.eval.probe import probe_accuracy
+
+    return probe_accuracy(model, data, seed=opts.seed, progress=opts.progress)
+
+
+METRICS: dict[str, Callable[..., dict[str, Any]]] = {"elbo": elbo, "nll": nll, "probe": probe}
+PLANNED = ("parzen", "fid", "coverage", "ais")
+
+
+def compute(name: str, model, data, opts) -> dict[str, Any]:
+    if name not in METRICS:
+        later = f" ({name!r} is not implemented yet)" if name in PLANNED else ""
+        raise UserError(f"unknown metric {name!r}{later}; available: {', '.join(METRICS)}")
+    return METRICS[name](model, data, opts)

@@ -1,0 +1,46 @@
+"""Log-densities and divergences shared by the latent-variable models.
+
+Every function returns one value per example, summed over the trailing data dimension, so the
+models and the likelihood evaluator can broadcast over extra leading axes (images x samples).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x | sigmoid(logits)) summed over the last axis.
+
+    Written as x * l - softplus(l): exact for x in {0, 1}, stable for large |l|, and it is the
+    cross-entropy form used for intensities in [0, 1] as well.
+    """
+    return (x * logits - F.softplus(logits)).sum(-1)
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(x | mean, diag(exp(logvar))) summed over the last axis."""
+    return -0.5 * (LOG_2PI + logvar + (x - mean).pow(2) * torch.exp(-logvar)).sum(-1)
+
+
+def std_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z | 0, I) summed over the last axis: the prior p(z) of the VAE family."""
+    return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+
+
+def kl_std_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, diag(exp(logvar))) || N(0, I)) in closed form (Kingma & Welling, appendix B)."""
+    return 0.5 * (mean.pow(2) + torch.exp(logvar) - 1.0 - logvar).sum(-1)
+
+
+def reparameterize(
+    mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """z = mean + sigma * eps with eps ~ N(0, I): the reparameterization trick."""
+    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    return mean + torch.exp(0.5 * logvar) * eps

@@ -1,0 +1,84 @@
+"""Data parallelism under `torchrun`: one process per rank, each reading its shard of every batch.
+
+Models own their optimisers and their `train_step` (a GAN steps two of them, an RBM none by
+backprop), so instead of wrapping the module in DistributedDataParallel we hook every optimiser:
+just before `step()` the gradients are averaged over ranks with one all-reduce. That is DDP's
+arithmetic (mean gradient of the global batch, identical weights on every rank) under any
+`train_step`. Backend: gloo on CPU, nccl on GPU. Outside torchrun everything here is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Group:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def init(device: torch.device) -> Group:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Group()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Group(rank=dist.get_rank(), world=dist.get_world_size())
+
+
+def _average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
+        offset += n
+
+
+def synchronise(model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer], group: Group) -> None:
+    """Give every rank rank 0's weights and average gradients before each optimiser step."""
+    if not group.active:
+        return
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        dist.broadcast(tensor.data, src=0)
+    for opt in optimizers.values():
+        params = [p for g in opt.param_groups for p in g["params"]]
+        opt.register_step_pre_hook(lambda _opt, _args, _kw, ps=params: _average_gradients(ps, group.world))
+
+
+def any_rank(flag: bool, group: Group) -> bool:
+    """True when `flag` is set on any rank (so all ranks stop together)."""
+    if not group.active:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+def barrier(group: Group) -> None:
+    if group.active:
+        dist.barrier()
+
+
+def shutdown(group: Group) -> None:
+    if group.active and dist.is_initialized():
+        dist.destroy_process_group()

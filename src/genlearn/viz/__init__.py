@@ -1,0 +1,1 @@
+"""Pictures: image grids, the learned manifold, training curves."""

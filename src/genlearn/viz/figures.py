@@ -1,0 +1,82 @@
+"""The pictures every run directory gets, chosen by what the model can do (duck typing).
+
+- samples.png: 100 samples (every model).
+- reconstructions.png: test images (odd rows) above their reconstructions (even rows).
+- manifold.png: for a 2-D latent space, the decoder's mean over a grid of z whose coordinates are
+  evenly spaced on the unit square and mapped through the inverse Gaussian CDF, as in Kingma &
+  Welling's figure 4.
+- training.png: the training loss (and validation metrics) over steps, from metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from genlearn.viz.grids import save_grid
+
+
+def manifold(model: torch.nn.Module, steps: int = 20) -> torch.Tensor:
+    """Decoder means over a steps x steps grid of z = Phi^-1(u), u evenly spaced in (0, 1)^2."""
+    u = torch.linspace(0.5 / steps, 1 - 0.5 / steps, steps)
+    coords = torch.distributions.Normal(0.0, 1.0).icdf(u)
+    zy, zx = torch.meshgrid(coords.flip(0), coords, indexing="ij")
+    z = torch.stack([zx.reshape(-1), zy.reshape(-1)], dim=1)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return model.mean_image(model.decode(z.to(device)))
+
+
+def training_curve(run_dir: Path) -> Path | None:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return None
+    records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    train = [r for r in records if "split" not in r and "loss" in r]
+    valid = [r for r in records if r.get("split") == "valid"]
+    if not train:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = next((k for k in ("elbo", "loss", "recon") if valid and k in valid[0]), None)
+    fig, axes = plt.subplots(1, 2 if metric else 1, figsize=(10 if metric else 5, 3.5), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot([r["epoch"] for r in train], [r["loss"] for r in train], lw=0.8)
+    ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    ax.grid(alpha=0.3)
+    if metric:
+        ax = axes[0, 1]
+        ax.plot([r["epoch"] for r in valid], [r[metric] for r in valid], marker=".", lw=0.8)
+        ax.set(xlabel="epoch", ylabel=metric, title=f"validation {metric}")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = run_dir / "training.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def write_run_figures(model: torch.nn.Module, data, run_dir: str | Path) -> list[str]:
+    """Write the pictures this model supports into `run_dir`; returns their file names."""
+    run_dir = Path(run_dir)
+    model.eval()
+    written = [save_grid(model.sample(100), run_dir / "samples.png", nrow=10)]
+    if hasattr(model, "reconstruct"):
+        x = data.test_x[:50].to(next(model.parameters()).device)
+        recon = model.reconstruct(x)
+        pairs = torch.cat(
+            [torch.stack([x[i * 10 : (i + 1) * 10], recon[i * 10 : (i + 1) * 10]]) for i in range(5)]
+        )
+        written.append(save_grid(pairs.flatten(0, 1), run_dir / "reconstructions.png", nrow=10))
+    if getattr(model, "latent_dim", None) == 2 and hasattr(model, "decode"):
+        written.append(save_grid(manifold(model), run_dir / "manifold.png", nrow=20, scale=1))
+    curve = training_curve(run_dir)
+    if curve:
+        written.append(curve)
+    model.train()
+    return [p.name for p in written]
