@@ -25,26 +25,32 @@ expectation for ``k = 1`` and converges to ``log p(x)`` as ``k -> inf`` (its bia
 ``Var(w) / (2 k E[w]^2)``). If ``q(z|x)`` is the exact posterior every ``w_i`` equals ``p(x)``
 and the estimate is exact for any ``k``.
 
-How the estimate is computed (why it is fast on a CPU): the decoder dominates the cost, so each
-image is encoded once, and the ``k`` samples are drawn in chunks that put several thousand
-(image, sample) rows through the decoder in one call: large enough that the matrix products run
-near peak, small enough that the ``rows x d`` logits and their temporaries stay in cache (on the
-2-core development CPU the throughput drops by half from 8k to 32k rows; see ``DEFAULT_MAX_ROWS``).
-The chunks of one image are combined by a streaming log-sum-exp (running maximum and a rescaled
-running sum), so memory is bounded by the chunk size whatever ``k`` is. Everything stays in the
-model's dtype (float32); nothing is approximated.
+How the estimate is computed (why it is fast on a CPU): the decoder dominates the cost (for a
+50-200-200-784 tanh / Bernoulli decoder, the 200 x 784 matrix product and the 784-wide softplus
+and its temporaries), so each image is encoded once, and the ``k`` samples are drawn in chunks
+that put a few thousand (image, sample) rows through the decoder in one call: enough to amortise
+the per-call overhead and run the matrix products efficiently, few enough that the ``rows x d``
+logits and their temporaries stay in cache (see ``DEFAULT_MAX_ROWS``). The chunks of one image
+are combined by a streaming log-sum-exp (running maximum and a rescaled running sum), so memory
+is bounded by the chunk size whatever ``k`` is. glibc is kept from returning the freed
+temporaries to the kernel between chunks (see ``_keep_freed_memory``), which otherwise costs as
+much kernel time as the decoder's arithmetic. Everything stays in the model's dtype (float32)
+with the same formulas; nothing is approximated.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import operator
+import platform
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from genlearn.nn.distributions import (
     gaussian_log_prob,
@@ -65,13 +71,23 @@ __all__ = [
 ]
 
 # Rows (image, sample pairs) per decoder call. Measured on the 2-core AMD EPYC development machine
-# with a 50-200-200-784 tanh / Bernoulli decoder: ~0.3M rows/s from 2k to 8k rows, 0.17M rows/s at
-# 16k and below 0.15M rows/s from 32k up (the 784-wide logits and the softplus temporaries fall
-# out of cache and the element-wise work becomes memory bound).
+# with a 50-200-200-784 tanh / Bernoulli decoder, 2 threads, idle machine: ~0.31-0.32M rows/s at
+# 2k-4k rows, 0.29M at 8k, 0.17M at 16k and below 0.15M from 32k up (the 784-wide logits and the
+# softplus temporaries no longer fit in cache and the element-wise work becomes memory bound);
+# below 1k rows the per-call overhead shows. Single-threaded CPU time is flat (~7 us per row) from
+# 512 to 8k rows once page faults are avoided. k = 5000 runs as 2 chunks of 2500 rows per image.
 DEFAULT_MAX_ROWS = 4096
 
 # Images encoded per encoder call: the encoder runs once per image, so this only bounds memory.
 _ENCODE_BATCH = 1024
+
+# glibc malloc settings applied by `_keep_freed_memory` (see there): heap memory is returned to the
+# system only when more than _TRIM_THRESHOLD bytes are free at its top, and blocks up to
+# _MMAP_THRESHOLD (the largest value glibc accepts on 64-bit) come from the heap, not from mmap.
+_TRIM_THRESHOLD = 256 << 20
+_MMAP_THRESHOLD = 32 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers from <malloc.h>
+_malloc_tuned = False
 
 
 class LatentModel(Protocol):
@@ -100,12 +116,51 @@ def _eval_mode(model: LatentModel) -> Iterator[None]:
             m.training = training
 
 
+def _keep_freed_memory() -> bool:
+    """Stop glibc from handing the decoder's temporaries back to the kernel after every chunk.
+
+    Each chunk allocates and frees several (rows x d) float32 buffers of a few MB. With glibc's
+    default (dynamic) thresholds the freed memory at the top of the heap is trimmed, or the
+    buffers are mmap-ed and unmapped, so the next chunk page-faults all of it in again: measured
+    on the 2-core development machine, 3 to 5 microseconds of kernel time per (image, sample)
+    row, as much as the whole decoder's arithmetic (about 7 single-thread microseconds per row).
+    Raising the trim and mmap thresholds once per process removes that (0 page faults per chunk);
+    the cost is that up to ``_TRIM_THRESHOLD`` bytes of freed heap may stay mapped (``malloc_trim``
+    at the end of each evaluation gives them back). A no-op, returning False, off glibc.
+    """
+    global _malloc_tuned
+    if _malloc_tuned:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        ok = libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1 and ok
+    except (OSError, AttributeError):
+        return False
+    _malloc_tuned = ok
+    return ok
+
+
+@contextmanager
+def _allocator_tuned() -> Iterator[None]:
+    """`_keep_freed_memory` for the evaluation, then ``malloc_trim`` returns the kept memory."""
+    tuned = _keep_freed_memory()
+    try:
+        yield
+    finally:
+        if tuned:
+            ctypes.CDLL(None).malloc_trim(0)
+
+
 def _check_x(x: Tensor) -> Tensor:
     """Validate the batch of images; integer / boolean pixels become float32."""
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor, not {type(x).__name__}")
     if x.dim() == 0 or x.shape[0] == 0:
-        raise ValueError(f"x must hold at least one image (shape (n, d), n >= 1), got {tuple(x.shape)}")
+        shape = tuple(x.shape)
+        raise ValueError(f"x must hold at least one image (shape (n, d), n >= 1), got {shape}")
     if not x.is_floating_point():
         x = x.to(torch.float32)
     return x
@@ -272,10 +327,9 @@ def log_importance_weights(
     x = _check_x(x)
     k = _check_k(k)
     max_rows = _check_positive("max_rows", max_rows)
-    with torch.inference_mode(), _eval_mode(model):
-        out = torch.cat(
-            [torch.cat(list(chunks), 1) for _, _, chunks in _blocks(model, x, k, generator, max_rows)]
-        )
+    with torch.inference_mode(), _eval_mode(model), _allocator_tuned():
+        blocks = _blocks(model, x, k, generator, max_rows)
+        out = torch.cat([torch.cat(list(chunks), 1) for _, _, chunks in blocks])
     return out.clone()
 
 
@@ -298,24 +352,18 @@ def iw_log_likelihood(
     x = _check_x(x)
     k = _check_k(k)
     max_rows = _check_positive("max_rows", max_rows)
-    n = x.shape[0]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, unit="img", desc=f"IW log-likelihood (k={k})")
     log_k = math.log(k)
     out = []
-    try:
-        with torch.inference_mode(), _eval_mode(model):
-            for start, stop, chunks in _blocks(model, x, k, generator, max_rows):
-                out.append(streaming_logsumexp(chunks) - log_k)
-                if bar is not None:
-                    bar.update(stop - start)
-            result = torch.cat(out)
-    finally:
-        if bar is not None:
-            bar.close()
+    with (
+        tqdm(total=x.shape[0], unit="img", desc=f"IW log p(x), k={k}", disable=not progress) as bar,
+        torch.inference_mode(),
+        _eval_mode(model),
+        _allocator_tuned(),
+    ):
+        for start, stop, chunks in _blocks(model, x, k, generator, max_rows):
+            out.append(streaming_logsumexp(chunks) - log_k)
+            bar.update(stop - start)
+        result = torch.cat(out)
     # A normal tensor, not an inference tensor, so callers may modify it in place.
     return result.clone()
 
