@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from genlearn.errors import TrainingError, UserError
+from genlearn.errors import Interrupted, TrainingError, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +63,7 @@ def cmd_train(args) -> int:
     from genlearn import registry, runs
     from genlearn.train import checkpoint, loop
 
-    entry = registry.entry(args.model)
+    registry.entry(args.model)  # unknown model: fail before touching the disk
     out = Path(args.out or f"runs/{args.model}")
     values: dict[str, Any] = {}
     if args.resume:
@@ -82,16 +82,21 @@ def cmd_train(args) -> int:
         values.update(file_values)
     values.update(cfg.parse_sets(args.set))
     config = registry.make_config(args.model, values)
-    model = entry.model_class(config)
-    model.name = args.model
+    model = registry.instantiate(args.model, config)
     try:
         res = loop.fit(model, config, out, args.model, resume=args.resume, progress=not args.quiet)
-    except KeyboardInterrupt:
+    except Interrupted as stop:
         print(
-            f"\ninterrupted: checkpoint saved in {out}; resume with: "
+            f"\ninterrupted at step {stop.step}: checkpoint saved in {out}; resume with: "
             f"genlearn train {args.model} --out {out} --resume",
             file=sys.stderr,
         )
+        return 130
+    except KeyboardInterrupt:
+        kept = (
+            "the last checkpoint is kept" if (out / checkpoint.TRAINER_FILE).exists() else "nothing was saved"
+        )
+        print(f"\ninterrupted; {kept}", file=sys.stderr)
         return 130
     if res:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items())

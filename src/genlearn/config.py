@@ -8,11 +8,10 @@ them, and unknown keys are refused with the list of known ones.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
-
-import tomllib
 
 from genlearn.errors import UserError
 
@@ -106,6 +105,8 @@ def validate(config: Any) -> None:
             allowed = ", ".join(map(str, choices))
             raise UserError(f"bad value for {f.name!r}: {value!r}; allowed values: {allowed}")
         lo, hi = f.metadata.get("min"), f.metadata.get("max")
+        if isinstance(value, float) and value != value:
+            raise UserError(f"bad value for {f.name!r}: nan is not a number")
         if lo is not None and value < lo:
             raise UserError(f"bad value for {f.name!r}: {value!r}; it must be at least {lo}")
         if hi is not None and value > hi:

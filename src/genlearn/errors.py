@@ -9,5 +9,13 @@ class UserError(Exception):
     """A mistake the user can fix: a bad name, value, path or file."""
 
 
+class Interrupted(Exception):
+    """Training stopped on Ctrl-C or SIGTERM after writing a checkpoint at `step`."""
+
+    def __init__(self, step: int):
+        super().__init__(f"interrupted at step {step}")
+        self.step = step
+
+
 class TrainingError(Exception):
     """Training cannot go on (a NaN or Inf loss); the last good checkpoint is kept."""

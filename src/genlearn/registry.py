@@ -10,6 +10,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from genlearn import config as cfg
 from genlearn.errors import UserError
 
@@ -55,10 +57,17 @@ def make_config(name: str, values: dict[str, Any] | None = None) -> Any:
     return cfg.build(e.config_class, merged, model=name)
 
 
+def instantiate(name: str, config: Any) -> Any:
+    """The model `name` built from `config`, its initial weights drawn from `config.seed`."""
+    torch.manual_seed(config.seed)
+    model = entry(name).model_class(config)
+    model.name = name
+    return model
+
+
 def create(name: str, **fields: Any) -> Any:
-    """Build a model by name: `create("vae", latent_dim=2)`."""
-    e = entry(name)
-    return e.model_class(make_config(name, fields))
+    """Build a model by name: `create("vae", latent_dim=2)`; seeded by its `seed` field."""
+    return instantiate(name, make_config(name, fields))
 
 
 register(

@@ -31,10 +31,10 @@ def run_config(run_dir: str | Path) -> tuple[str, Any]:
 
 def load_model(run_dir: str | Path, device: str = "cpu") -> torch.nn.Module:
     name, config = run_config(run_dir)
-    checkpoint.recover(run_dir)
-    model = registry.entry(name).model_class(config)
+    # No checkpoint.recover here: model.safetensors is always complete, and a training process may
+    # be writing its temporaries right now.
+    model = registry.instantiate(name, config)
     checkpoint.load_weights(run_dir, model)
-    model.name = name
     return model.to(device).eval()
 
 

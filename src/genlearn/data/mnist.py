@@ -50,6 +50,8 @@ _ALLOWED_GLOBALS = {
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
 }
 
 
@@ -62,13 +64,26 @@ def _reconstruct():
     return fn
 
 
+def _frombuffer():
+    """numpy's constructor of arrays pickled out-of-band (protocol 5)."""
+    try:
+        from numpy._core.numeric import _frombuffer as fn
+    except ImportError:  # numpy < 2
+        from numpy.core.numeric import _frombuffer as fn
+    return fn
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Admits exactly the globals a pickled numpy array needs; everything else is refused."""
 
     def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
-        return _reconstruct() if name == "_reconstruct" else getattr(np, name)
+        if name == "_reconstruct":
+            return _reconstruct()
+        if name == "_frombuffer":
+            return _frombuffer()
+        return getattr(np, name)
 
 
 def restricted_loads(data: bytes):
@@ -103,11 +118,16 @@ def read_wheel(wheel: Path) -> dict[str, np.ndarray]:
 
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise UserError(f"{path} cannot be read: {exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise UserError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise UserError(f"{path} is truncated: its header is cut short")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
@@ -129,18 +149,27 @@ def read_idx_dir(directory: Path) -> dict[str, np.ndarray]:
     test_x = _read_idx(find("t10k-images-idx3-ubyte"))
     test_y = _read_idx(find("t10k-labels-idx1-ubyte")).astype(np.int64)
     n = len(train_x) - SIZES["valid"]
-    return {
+    arrays = {
         "train_x": train_x[:n], "train_y": train_y[:n],
         "valid_x": train_x[n:], "valid_y": train_y[n:],
         "test_x": test_x, "test_y": test_y,
     }  # fmt: skip
+    try:
+        _check_arrays(arrays)
+    except ValueError as exc:
+        raise UserError(f"the IDX files in {directory} do not fit together: {exc}") from None
+    return arrays
 
 
 def _check_arrays(arrays: dict[str, np.ndarray]) -> None:
     for split in SPLITS:
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
-        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y):
-            raise ValueError(f"{split} arrays have the wrong shape or dtype")
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise ValueError(
+                f"{split} images have shape {x.shape} and dtype {x.dtype}, not (n, 28, 28) uint8"
+            )
+        if y.ndim != 1 or len(x) != len(y):
+            raise ValueError(f"{split} has {len(x)} images but {len(y)} labels")
 
 
 def load_arrays(data_dir: str | Path = "") -> dict[str, np.ndarray]:

@@ -126,6 +126,11 @@ class VAE(nn.Module):
         return self.mean_image(self.decode(z))
 
     @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior mean E[z|x]: the learned representation a linear probe reads."""
+        return self.encode(x.flatten(1))[0]
+
+    @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decode the posterior mean of each image."""
         mean, _ = self.encode(x.flatten(1))

@@ -26,6 +26,7 @@ MODEL_FILE = "model.safetensors"
 TRAINER_FILE = "trainer.pt"
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
+TRAINER_KEYS = ("step", "epoch", "batch", "elapsed", "optimizers", "data_rng", "torch_rng", "cuda_rng")
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -57,13 +58,16 @@ def read_json(path: str | Path) -> dict:
         raise UserError(f"{path} is corrupt: {exc}") from None
 
 
-def _model_bytes(model: torch.nn.Module, step: int) -> bytes:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+def _model_bytes(model: torch.nn.Module | dict[str, torch.Tensor], step: int) -> bytes:
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     return safetensors.torch.save(tensors, metadata={"step": str(step)})
 
 
-def save(run_dir: str | Path, model: torch.nn.Module, trainer_state: dict[str, Any]) -> None:
-    """Write a consistent (weights, trainer state) pair atomically."""
+def save(
+    run_dir: str | Path, model: torch.nn.Module | dict[str, torch.Tensor], trainer_state: dict[str, Any]
+) -> None:
+    """Write a consistent (weights, trainer state) pair atomically; `model` may be a state dict."""
     run_dir = Path(run_dir)
     step = int(trainer_state["step"])
     model_tmp = run_dir / (MODEL_FILE + ".tmp")
@@ -121,6 +125,11 @@ def load_trainer(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path} does not exist; nothing to resume")
     try:
-        return torch.load(path, weights_only=True, map_location="cpu")
+        state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # torch raises many types for a damaged zip/pickle
-        raise UserError(f"{path} is corrupt or not a genlearn trainer state: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"{path} is corrupt or not a genlearn trainer state: {first}") from None
+    missing = [k for k in TRAINER_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UserError(f"{path} is not a genlearn trainer state (no {missing[0]!r})")
+    return state

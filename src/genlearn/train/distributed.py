@@ -65,6 +65,20 @@ def synchronise(model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimi
         opt.register_step_pre_hook(lambda _opt, _args, _kw, ps=params: _average_gradients(ps, group.world))
 
 
+def sync_buffers(model: torch.nn.Module, group: Group) -> None:
+    """After a step, give every rank the same buffers: float buffers (running statistics) are
+    averaged over ranks, integer ones (counters) taken from rank 0. Statistics of a nonlinear kind
+    (a running variance) then come from per-rank batches, as with DDP's buffers."""
+    if not group.active:
+        return
+    for buf in model.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf.data)
+            buf.data /= group.world
+        else:
+            dist.broadcast(buf.data, src=0)
+
+
 def any_rank(flag: bool, group: Group) -> bool:
     """True when `flag` is set on any rank (so all ranks stop together)."""
     if not group.active:

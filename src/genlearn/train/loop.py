@@ -14,6 +14,7 @@ the same weights, bit for bit, as one that never stopped.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
@@ -28,7 +29,7 @@ from tqdm import tqdm
 from genlearn import __version__
 from genlearn import config as cfg
 from genlearn.data import mnist
-from genlearn.errors import TrainingError, UserError
+from genlearn.errors import Interrupted, TrainingError, UserError
 from genlearn.train import checkpoint, distributed
 
 
@@ -125,8 +126,9 @@ class _Metrics:
             self.writer.close()
 
 
-def _trainer_state(model, step, epoch, batch, elapsed, data_gen, noise_states) -> dict[str, Any]:
+def _trainer_state(model, step, epoch, batch, elapsed, data_gen, noise_states, window) -> dict[str, Any]:
     return {
+        "log_window": window,
         "step": step,
         "epoch": epoch,
         "batch": batch,
@@ -159,8 +161,7 @@ def fit(
     main = group.is_main
     if config.batch_size % group.world:
         raise UserError(f"batch_size {config.batch_size} must divide evenly over {group.world} ranks")
-    torch.manual_seed(config.seed)  # the same initial weights on every rank
-    model.to(device)
+    model.to(device)  # initial weights were drawn from config.seed (registry.instantiate)
     binary = model.data_kind == "binary"
 
     data = data or mnist.load(config.data_dir, config.train_limit)
@@ -179,7 +180,10 @@ def fit(
         state = checkpoint.load_trainer(run_dir)
         checkpoint.load_weights(run_dir, model)
         for key, opt in model.optimizers.items():
+            fresh_lrs = [g["lr"] for g in opt.param_groups]  # from the (possibly --set) config
             opt.load_state_dict(state["optimizers"][key])
+            for g, lr in zip(opt.param_groups, fresh_lrs):
+                g["initial_lr"] = lr
         step, epoch, batch_in_epoch, elapsed = state["step"], state["epoch"], state["batch"], state["elapsed"]
         data_gen.set_state(state["data_rng"])
         if group.active:  # each rank's noise continues from where rank 0's checkpoint left it
@@ -203,12 +207,34 @@ def fit(
     metrics = _Metrics(run_dir, main, getattr(config, "tensorboard", True))
     metrics.truncate_after(step)
 
-    def save() -> None:
-        if main:
-            state = _trainer_state(
-                model, step, epoch, batch_in_epoch, elapsed, data_gen, _noise_states(device)
-            )
-            checkpoint.save(run_dir, model, state)
+    def snapshot() -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """A copy of everything a checkpoint holds, taken now, written later (main rank only)."""
+        if not main:
+            return None
+        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        window = {"steps": window_steps, "sums": dict(sums)}
+        state = _trainer_state(
+            model, step, epoch, batch_in_epoch, elapsed, data_gen, _noise_states(device), window
+        )
+        return weights, copy.deepcopy(state)
+
+    def write(snap) -> None:
+        if snap is not None:
+            checkpoint.save(run_dir, *snap)
+
+    def save_now() -> None:
+        """Checkpoint the current state unless its weights are no longer finite."""
+        snap = snapshot()
+        if snap is not None and all(t.isfinite().all() for t in snap[0].values() if t.is_floating_point()):
+            write(snap)
+
+    # A periodic checkpoint is written only once the next step's loss, computed at its weights,
+    # came out finite: so the checkpoint a NaN leaves behind is one whose weights gave a finite loss.
+    # The state we start from is the first such checkpoint: the very first step checks its loss.
+    # The running sums of the log window are part of the state, so a resumed run logs the same.
+    window = state.get("log_window", {}) if resume else {}
+    window_steps, sums = window.get("steps", 0), dict(window.get("sums", {}))
+    pending = snapshot()
 
     local = config.batch_size // group.world
     rows = slice(group.rank * local, (group.rank + 1) * local)
@@ -225,7 +251,7 @@ def fit(
                 leave=False,
                 dynamic_ncols=True,
             )
-            t_window, n_window, sums = time.perf_counter(), 0, {}
+            t_window, n_window = time.perf_counter(), 0
             while batch_in_epoch < steps_per_epoch:
                 t0 = time.perf_counter()
                 idx = order[batch_in_epoch * config.batch_size : (batch_in_epoch + 1) * config.batch_size]
@@ -238,39 +264,42 @@ def fit(
                     for g in opt.param_groups:
                         g["lr"] = g["initial_lr"] * factor
                 stats = model.train_step(batch)
+                distributed.sync_buffers(model, group)
                 bad = [k for k, v in stats.items() if not math.isfinite(v)]
                 if bad:
                     bar.close()
                     metrics.close()
                     raise TrainingError(
-                        f"{bad[0]} became {stats[bad[0]]} at step {step + 1} (epoch {epoch + 1}); "
-                        f"the last good checkpoint in {run_dir} is kept; try a lower lr"
+                        f"{bad[0]} became {stats[bad[0]]} at step {step + 1} (epoch {epoch + 1}); the last good checkpoint in {run_dir} is kept; try a lower lr"
                     )
+                write(pending)  # its weights just gave a finite loss
+                pending = None
                 step += 1
                 batch_in_epoch += 1
                 elapsed += time.perf_counter() - t0
                 n_window += config.batch_size
+                window_steps += 1
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 bar.update(1)
                 if step % config.log_every == 0:
                     rate = n_window / (time.perf_counter() - t_window)
                     record = {"step": step, "epoch": epoch + batch_in_epoch / steps_per_epoch}
-                    record.update({k: v / config.log_every for k, v in sums.items()})
+                    record.update({k: v / window_steps for k, v in sums.items()})
                     record.update({"lr": config.lr * factor, "samples_per_s": rate, "time": elapsed})
                     metrics.log(record)
                     bar.set_postfix(
                         {k: f"{v:.4g}" for k, v in record.items() if k in stats} | {"img/s": f"{rate:.0f}"}
                     )
-                    t_window, n_window, sums = time.perf_counter(), 0, {}
+                    t_window, n_window, window_steps, sums = time.perf_counter(), 0, 0, {}
                 if distributed.any_rank(stop.raised, group):
-                    save()
+                    save_now()
                     bar.close()
                     metrics.close()
                     distributed.shutdown(group)
-                    raise KeyboardInterrupt
+                    raise Interrupted(step)
                 if time.monotonic() - last_ckpt >= config.checkpoint_every:
-                    save()
+                    pending = snapshot()
                     last_ckpt = time.monotonic()
             bar.close()
             epoch += 1
@@ -283,9 +312,9 @@ def fit(
                     shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "split"))
                     tqdm.write(f"validation: {shown}")
             if time.monotonic() - last_ckpt >= config.checkpoint_every:
-                save()
+                pending = snapshot()
                 last_ckpt = time.monotonic()
-    save()
+    save_now()
     results: dict[str, Any] = {}
     if main:
         test = _evaluate(model, data.split("test", binary), config.seed, device)

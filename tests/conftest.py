@@ -1,0 +1,154 @@
+"""Shared helpers for the tests: running the command line, comparing run directories, MNIST.
+
+Tests that need the real MNIST read it from the real cache (read-only); tests that play with
+missing or corrupt data point GENLEARN_CACHE at a temporary directory instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+
+from genlearn.data import mnist
+
+REAL_CACHE = mnist.cache_dir()
+HAVE_MNIST = (REAL_CACHE / mnist.CACHE_FILE).is_file() or (REAL_CACHE / mnist.WHEEL_NAME).is_file()
+needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST is not in {REAL_CACHE} (run `make setup`)")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def cli_args(*args: str) -> list[str]:
+    return [sys.executable, "-m", "genlearn", *map(str, args)]
+
+
+def run_cli(*args, cwd=None, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """`genlearn ARGS...` in a fresh process (one thread), capturing its output."""
+    return subprocess.run(
+        cli_args(*args), cwd=cwd, env=cli_env(**env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_main(*args, cwd=None, **env: str) -> subprocess.CompletedProcess:
+    """`genlearn ARGS...` in this process (no start-up cost), reported like `run_cli`: an exception
+    escaping `main` is printed as a traceback with status 1, as the interpreter would."""
+    from genlearn import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, one_thread():
+        for key, value in env.items():
+            mp.setenv(key, value)
+        if cwd is not None:
+            mp.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main([str(a) for a in args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, status: int = 2, contains: str = "") -> str:
+    """Exactly one non-empty stderr line, starting `error:`, no traceback, the given exit status."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1, f"expected one error line, got:\n{proc.stderr}"
+    assert lines[0].startswith("error: "), proc.stderr
+    assert proc.returncode == status, (proc.returncode, proc.stderr)
+    assert contains.lower() in lines[0].lower(), lines[0]
+    return lines[0]
+
+
+def weights(run_dir: str | Path) -> dict[str, torch.Tensor]:
+    import safetensors.torch
+
+    return safetensors.torch.load_file(str(Path(run_dir) / "model.safetensors"))
+
+
+def assert_same_weights(a: str | Path, b: str | Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    different = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert not different, f"tensors differ: {different}"
+
+
+def assert_equal_nested(a, b, where: str = "") -> None:
+    """Deep equality of (possibly nested) dicts/lists of tensors and plain values, bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor), where
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), (where, a.keys(), getattr(b, "keys", None))
+        for k in a:
+            assert_equal_nested(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_equal_nested(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)
+
+
+def trainer_state(run_dir: str | Path) -> dict:
+    return torch.load(Path(run_dir) / "trainer.pt", weights_only=True)
+
+
+def assert_same_trainer_state(a: str | Path, b: str | Path) -> None:
+    """Optimiser states, counters and RNG states equal (wall-clock `elapsed` excepted)."""
+    sa, sb = trainer_state(a), trainer_state(b)
+    sa.pop("elapsed", None)
+    sb.pop("elapsed", None)
+    assert_equal_nested(sa, sb, "trainer.pt")
+
+
+def step_of(path: str | Path) -> int | None:
+    """The step in a model.safetensors file's metadata (None when unreadable)."""
+    import safetensors
+
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as fh:
+            return int((fh.metadata() or {})["step"])
+    except Exception:
+        return None
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run in-process numerics on one thread, like the subprocesses (OMP_NUM_THREADS=1)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def mnist_full() -> mnist.MNIST:
+    """The real MNIST (read from the real cache, never written)."""
+    if not HAVE_MNIST:
+        pytest.skip(f"MNIST is not in {REAL_CACHE} (run `make setup`)")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENLEARN_CACHE", str(REAL_CACHE))
+        return mnist.load()
+
+
+def limited(data: mnist.MNIST, n: int) -> mnist.MNIST:
+    """What `mnist.load(train_limit=n)` returns, without reading the file again."""
+    return dataclasses.replace(data, train_x=data.train_x[:n], train_y=data.train_y[:n])
