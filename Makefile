@@ -26,7 +26,7 @@ $(WHEEL): | $(STAMP)
 
 demo: setup
 	rm -rf runs/demo-vae runs/demo-vae-2d
-	$(BIN)/genlearn train vae --out runs/demo-vae --set epochs=10
+	$(BIN)/genlearn train vae --out runs/demo-vae --set epochs=20
 	$(BIN)/genlearn eval runs/demo-vae --metric nll --k 500
 	$(BIN)/genlearn train vae --out runs/demo-vae-2d --set latent_dim=2 epochs=10
 	@echo

@@ -142,6 +142,7 @@ class VAE(nn.Module):
 
         The importance-weighted estimate of log p(x) is `genlearn eval RUN --metric nll`.
         """
-        x = data["x"].flatten(1)
-        values = torch.cat([self.elbo(chunk) for chunk in x.split(2000)])
-        return {"elbo": values.mean().item(), "elbo_stderr": (values.std() / len(values) ** 0.5).item()}
+        from genlearn.eval.likelihood import elbo_stats
+
+        stats = elbo_stats(self, data["x"].flatten(1))
+        return {"elbo": stats["elbo"], "elbo_stderr": stats["elbo_stderr"]}
