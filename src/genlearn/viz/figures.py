@@ -47,6 +47,9 @@ def training_curve(run_dir: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2 if metric else 1, figsize=(10 if metric else 5, 3.5), squeeze=False)
     ax = axes[0, 0]
     ax.plot([r["epoch"] for r in train], [r["loss"] for r in train], lw=0.8)
+    losses = sorted(r["loss"] for r in train[len(train) // 20 :])  # past the first 5%
+    if len(losses) > 10:  # keep the first steps' huge losses from flattening the curve
+        ax.set_ylim(losses[0] - 0.05 * (losses[-1] - losses[0]), losses[int(0.98 * (len(losses) - 1))])
     ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
     ax.grid(alpha=0.3)
     if metric:
