@@ -1,0 +1,688 @@
+r"""DRAW: a recurrent neural network for image generation (Gregor, Danihelka, Graves, Rezende &
+Wierstra, ICML 2015).
+
+An encoder RNN reads the image, a decoder RNN writes it onto a canvas over T steps, and a
+sequence of latent codes z_1..z_T passes between them. For t = 1..T (equations 3-8):
+
+    x^_t      = x - sigmoid(c_{t-1})                          error image
+    r_t       = read(x, x^_t, h^dec_{t-1})
+    h^enc_t   = LSTM^enc(h^enc_{t-1}, [r_t, h^dec_{t-1}])
+    z_t       ~ Q(Z_t | h^enc_t) = N(mu_t, diag(sigma_t^2)),  mu_t, log sigma_t^2 = W(h^enc_t)
+    h^dec_t   = LSTM^dec(h^dec_{t-1}, z_t)
+    c_t       = c_{t-1} + write(h^dec_t)
+
+c_0, h^enc_0, h^dec_0 (and here the LSTM cell states) are learned biases. z_t is drawn by
+reparameterization, z_t = mu_t + sigma_t eps_t. The loss is the negative variational bound,
+in nats per image (equations 9-12), with D(x | c_T) Bernoulli with means sigmoid(c_T):
+
+    L   = L^x + L^z
+    L^x = -log D(x | c_T) = -sum_a [x_a log sigmoid(c_T,a) + (1 - x_a) log(1 - sigmoid(c_T,a))]
+    L^z = sum_t KL(Q(Z_t | h^enc_t) || N(0, I))
+        = 1/2 sum_t (|mu_t|^2 + sum sigma_t^2 - sum log sigma_t^2) - T Z / 2
+
+Generation (section 2.3) runs the decoder alone from z_t ~ N(0, I):
+h^dec_t = LSTM^dec(h^dec_{t-1}, z_t), c_t = c_{t-1} + write(h^dec_t), x ~ D(X | c_T); as for
+the VAE the picture shown is the mean sigmoid(c_T).
+
+Without attention (section 3.1): read(x, x^_t, h^dec_{t-1}) = [x, x^_t] and
+write(h^dec_t) = W(h^dec_t). With attention (section 3.2, `genlearn.nn.attention`): the read
+and the write each take (g~_X, g~_Y, log sigma^2, log delta~, log gamma) from a linear map of
+h^dec (the read's from h^dec_{t-1}, the write's from h^dec_t), build the N x N Gaussian filterbank
+F_X, F_Y, and
+
+    read(x, x^_t, h^dec_{t-1}) = gamma [F_Y x F_X^T, F_Y x^_t F_X^T]      (2 x read_n^2 values)
+    write(h^dec_t)             = 1/gamma^ F^_Y^T w_t F^_X,  w_t = W(h^dec_t)  (write_n^2 patch)
+
+The defaults are the paper's MNIST model (table 3): T = 64 glimpses, LSTMs of 256 units, z of
+100, a 2 x 2 read and a 5 x 5 write; Adam, lr 1e-3, batches of 100, the gradient's norm clipped
+at 10. Attention grids start centred, spanning the image, with overlapping filters (see
+`DRAW._init_attention`: the paper leaves this to the random initialisation).
+
+How a training step is computed. The T steps are sequential and small (batch x 256), so a CPU
+spends its time in per-operation overhead and in many mid-sized matrix products; the code is
+shaped by that (`benchmarks/bench_draw.py` measures it against a plain implementation):
+
+- Parameters are `Affine` maps y = x W + b with W stored (in, out). Everything h^dec_t feeds is
+  one of them, `dec_out`: the decoder's own recurrence, the encoder's h^dec input for step t+1,
+  the write (patch w_t or the full image), and the write's and the next read's five attention
+  parameters. The encoder's other inputs [r_t, h^enc_{t-1}] are `enc_in`, z_t is `dec_in`, and
+  Q's mean and log-variance are `q`: four products a step, each gate pre-activation the sum of two.
+- The products go through oneDNN (`torch.ops.mkldnn._linear_pointwise`) where it is available:
+  on CPUs where MKL's sgemm takes a slow path (AMD) it is about twice as fast. Each weight's
+  operands are laid out once per sequence (`StepLinear`), not once per step.
+- `matmul_dtype = "bfloat16"` runs the training step's products on bfloat16 operands with float32
+  accumulation (float32 weights, optimiser, LSTM states, canvas and loss): about twice the
+  product throughput again where the CPU has bfloat16 dot products. The weight gradient is then
+  one product over all T x batch rows at the end of the backward pass (`_WeightGrad`).
+  Evaluation, sampling and reconstruction always run in float32.
+- The LSTM cell's pointwise part (`lstm_pointwise`) and the attention of a step (write_t and
+  read_{t+1} together, `genlearn.nn.attention.write_then_read`, filterbanks of the whole batch at
+  once) are autograd functions with written-out backward passes; tanh is 2 sigmoid(2x) - 1.
+- Without attention, W [x, x^_t] = W_x x + W_x^ x^_t, and W_x x is computed once per image.
+- eps_1..eps_T are drawn in one call; the KL terms are summed after the loop.
+- Denormal floats are flushed to zero while DRAW computes (`flush_denormals`): sharp filters
+  produce them, and x86 CPUs handle them tens of times more slowly.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlearn.config import Common, bounded, choice
+from genlearn.nn import attention
+from genlearn.nn.distributions import kl_std_normal
+from genlearn.train.optim import make_optimizer
+
+N_ATTENTION_PARAMS = 5  # g~_X, g~_Y, log sigma^2, log delta~, log gamma
+
+
+@dataclass
+class Config(Common):
+    T: int = bounded(64, min=1, help="number of glimpses (time steps)")
+    enc_size: int = bounded(256, min=1, help="encoder LSTM units")
+    dec_size: int = bounded(256, min=1, help="decoder LSTM units")
+    z_size: int = bounded(100, min=1, help="dimension of each z_t")
+    attention: bool = field(default=True, metadata={"help": "Gaussian read/write attention"})
+    read_n: int = bounded(2, min=1, help="read glimpse is read_n x read_n (attention)")
+    write_n: int = bounded(5, min=1, help="write patch is write_n x write_n (attention)")
+    height: int = bounded(28, min=1, help="image rows (B in the paper)")
+    width: int = bounded(28, min=1, help="image columns (A in the paper)")
+    grad_clip: float = bounded(10.0, min=0.0, help="clip the gradient's global norm; 0 = off")
+    matmul_dtype: str = choice(
+        "auto",
+        ("auto", "float32", "bfloat16"),
+        "operands of the training step's matrix products; auto = bfloat16 on CPUs with native "
+        "bfloat16 dot products (avx512_bf16, amx_bf16), else float32",
+    )
+    optimizer: str = choice("adam", ("adam", "adagrad", "sgd"), "optimiser")
+    weight_decay: float = bounded(0.0, min=0.0, help="L2 penalty")
+
+
+def _onednn_linear_works() -> bool:
+    """Whether oneDNN's fp32 linear (`torch.ops.mkldnn._linear_pointwise`) is here and agrees with
+    torch.mm. On CPUs where MKL's sgemm takes a slow path (AMD) it is about twice as fast."""
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        g = torch.Generator().manual_seed(0)
+        x, w, b = (torch.randn(*s, generator=g) for s in ((5, 7), (3, 7), (3,)))
+        y = op(x.t().contiguous().t(), w, b, "none", [], "")
+        return bool(torch.allclose(y, torch.addmm(b, x, w.t()), atol=1e-5))
+    except Exception:  # not built with oneDNN, or the private op changed
+        return False
+
+
+_ONEDNN: bool | None = None
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x W^T + b without autograd: oneDNN for float32 on the CPU when it works, else torch."""
+    global _ONEDNN
+    if x.device.type == "cpu" and x.dtype == torch.float32:
+        if _ONEDNN is None:
+            _ONEDNN = _onednn_linear_works()
+        if _ONEDNN:
+            x, weight = _dense(x), _dense(weight)
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """A row- or column-major matrix as is; anything else (an expanded tensor with stride 0,
+    which oneDNN handles a thousand times slower) copied."""
+    rows, cols = t.shape
+    if (t.stride(1) == 1 and t.stride(0) >= cols) or (t.stride(0) == 1 and t.stride(1) >= rows):
+        return t
+    return t.contiguous()
+
+
+class Affine(nn.Module):
+    """y = x W + b with W stored as (in, out), initialised like nn.Linear (U(-k, k), k = in^-1/2).
+
+    Stored this way round, every product of a step (y = x W, dx = dy W^T, dW = x^T dy) reads
+    its operands in a layout oneDNN takes as is, and the T per-step weight gradients add up in
+    the parameter's own layout.
+    """
+
+    def __init__(self, n_in: int, n_out: int, bias: bool = True):
+        super().__init__()
+        bound = 1 / math.sqrt(n_in)
+        self.weight = nn.Parameter(torch.empty(n_in, n_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_out).uniform_(-bound, bound)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return StepLinear(self)(x)
+
+
+class _Rows:
+    """The inputs x_t (with a column of ones for the bias) and output gradients dy_t of one
+    weight's uses in a sequence, in the compute dtype, one block of rows per use; their product
+    X^T DY is [dL/dW; dL/db]."""
+
+    def __init__(self, uses: int, n_in: int, n_out: int, dtype: torch.dtype, bias: bool):
+        self.uses, self.n_in, self.n_out, self.dtype, self.bias = uses, n_in, n_out, dtype, bias
+        self.x = self.dy = None
+        self.used = 0
+        self.filled: set[int] = set()
+
+    def add_input(self, x: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """Keep x (n, in) for the weight gradient; returns its slot and x in the compute dtype."""
+        n = x.shape[0]
+        if self.x is None:
+            self.n = n
+            self.x = torch.empty(self.uses * n, self.n_in + self.bias, dtype=self.dtype, device=x.device)
+            if self.bias:
+                self.x[:, -1] = 1
+        if self.used == self.uses or n != self.n:
+            raise RuntimeError("StepLinear: more uses, or another batch size, than it was laid out for")
+        slot = self.used
+        block = self.x[slot * n : (slot + 1) * n, : self.n_in]
+        block.copy_(x)
+        self.used += 1
+        return slot, block
+
+    def add_grad(self, slot: int, dy: torch.Tensor) -> torch.Tensor:
+        """Keep dy (n, out) for the weight gradient; returns it in the compute dtype."""
+        if self.dy is None:
+            self.dy = torch.empty(self.uses * self.n, self.n_out, dtype=self.dtype, device=dy.device)
+        block = self.dy[slot * self.n : (slot + 1) * self.n]
+        block.copy_(dy)
+        self.filled.add(slot)
+        return block
+
+    def weight_grad(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(sum_t x_t^T dy_t (in, out), sum_t 1^T dy_t (out,)) as one product over all rows,
+        accumulated in float32."""
+        rows = self.used * self.n
+        for slot in set(range(self.used)) - self.filled:  # a use whose output got no gradient
+            self.dy[slot * self.n : (slot + 1) * self.n].zero_()
+        grad = torch.mm(self.x[:rows].t(), self.dy[:rows]).float()
+        self.x = self.dy = None  # free the buffers
+        return (grad[:-1], grad[-1]) if self.bias else (grad, None)
+
+
+class _WeightGrad(torch.autograd.Function):
+    """Hands out a token that every step's `_Linear` takes as an input. The autograd engine runs a
+    node's backward only after every node fed by it has run, so this backward comes after all
+    the steps' backwards, when `rows` holds every x_t and dy_t: the weight (and bias) gradient is
+    then one product over T x n rows instead of T products over n rows added up one by one."""
+
+    @staticmethod
+    def forward(ctx, weight, bias, rows):
+        ctx.rows = rows
+        return weight.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _):
+        dw, db = ctx.rows.weight_grad()
+        return dw, db, None
+
+
+class _Linear(torch.autograd.Function):
+    """y = x W + b for one time step, W (in, out). `weight_t` (W^T, contiguous) and `weight_c` (W)
+    are the operands in the compute dtype, laid out once per sequence: float32, or bfloat16 (with
+    float32 accumulation inside the products; a bias-free product is returned in bfloat16).
+
+    dL/dW, dL/db: in float32 each step's x^T dy and 1^T dy go to autograd, which sums them; in
+    bfloat16 the step keeps x and dy in `rows`, and `_WeightGrad` makes one product of them all
+    at the end (one float32 accumulation instead of T bfloat16 results converted and added)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, token, bias, weight_t, weight_c, rows):
+        ctx.has_bias, ctx.rows = bias is not None, rows
+        if rows is None:
+            ctx.save_for_backward(x, weight_c)
+            return _linear(x, weight_t, bias)
+        ctx.slot, x_c = rows.add_input(x)
+        ctx.save_for_backward(weight_c)
+        y = _linear(x_c, weight_t)
+        # without a bias the product stays in the compute dtype: it is only ever added to a
+        # float32 gate pre-activation, and that addition converts it for free
+        return y if bias is None else y.to(x.dtype).add_(bias)
+
+    @staticmethod
+    def backward(ctx, dy):
+        if ctx.rows is None:
+            x, weight_c = ctx.saved_tensors
+            dx = _linear(dy, weight_c) if ctx.needs_input_grad[0] else None  # dy W^T
+            dw = _linear(x.t(), dy.t()) if ctx.needs_input_grad[1] else None  # x^T dy
+            db = dy.sum(0) if ctx.has_bias and ctx.needs_input_grad[3] else None
+            return dx, dw, None, db, None, None, None
+        (weight_c,) = ctx.saved_tensors
+        dy_c = ctx.rows.add_grad(ctx.slot, dy)
+        dx = _linear(dy_c, weight_c) if ctx.needs_input_grad[0] else None  # autograd converts it
+        return dx, None, dy.new_zeros((), dtype=torch.float32), None, None, None, None
+
+
+class StepLinear:
+    """An `Affine` map applied `uses` times in a sequence (at most), its operands laid out once."""
+
+    def __init__(
+        self, layer: Affine, uses: int = 1, cols: slice | None = None, dtype: torch.dtype | None = None
+    ):
+        self.weight, self.bias = layer.weight, layer.bias
+        if cols is not None:
+            self.weight = self.weight[:, cols]
+            self.bias = None if self.bias is None else self.bias[cols]
+        dtype = dtype or self.weight.dtype
+        w = self.weight.detach()
+        self.weight_t = w.t().contiguous().to(dtype)
+        self.grad = torch.is_grad_enabled() and self.weight.requires_grad
+        self.rows = self.token = None
+        if self.grad:
+            self.weight_c = w.to(dtype)
+            if dtype != w.dtype:  # lower-precision products: one weight-gradient product at the end
+                self.rows = _Rows(uses, w.shape[0], w.shape[1], dtype, self.bias is not None)
+                self.token = _WeightGrad.apply(self.weight, self.bias, self.rows)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.grad:
+            bias = None if self.bias is None else self.bias.detach()
+            if self.weight_t.dtype == x.dtype:
+                return _linear(x, self.weight_t, bias)
+            y = _linear(x.to(self.weight_t.dtype), self.weight_t).to(x.dtype)
+            return y if bias is None else y.add_(bias)
+        return _Linear.apply(x, self.weight, self.token, self.bias, self.weight_t, self.weight_c, self.rows)
+
+
+def _tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh(x) = 2 sigmoid(2x) - 1 (several times faster than torch.tanh on some CPU builds)."""
+    return torch.sigmoid(x * 2).mul_(2).sub_(1)
+
+
+class _LSTMPointwise(torch.autograd.Function):
+    """(gates a + b (n, 4H) in order i, f, o, g; c_prev (n, H)) -> (h, c), written-out backward."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, c_prev: torch.Tensor):
+        H = c_prev.shape[-1]
+        pre = torch.add(a, b)
+        pre[:, 3 * H :].mul_(2)
+        act = torch.sigmoid_(pre)
+        act[:, 3 * H :].mul_(2).sub_(1)  # g = tanh(a) = 2 sigma(2a) - 1
+        i, f, o, g = act.split(H, dim=1)
+        c = torch.addcmul(f * c_prev, i, g)
+        tanh_c = _tanh(c)
+        h = o * tanh_c
+        ctx.save_for_backward(act, c_prev, tanh_c)
+        return h, c
+
+    @staticmethod
+    def backward(ctx, dh: torch.Tensor | None, dc: torch.Tensor | None):
+        act, c_prev, tanh_c = ctx.saved_tensors
+        H = c_prev.shape[-1]
+        i, f, o, g = act.split(H, dim=1)
+        if dh is None:
+            dh = torch.zeros_like(tanh_c)
+        # dL/dc = dc + dh o (1 - tanh(c)^2)
+        dc_total = dh * o
+        dc_total = dc_total - dc_total * tanh_c * tanh_c
+        if dc is not None:
+            dc_total = dc_total + dc
+        d_act = torch.empty_like(act)
+        di, df, do, dg = d_act.split(H, dim=1)
+        torch.mul(dc_total, g, out=di)
+        torch.mul(dc_total, c_prev, out=df)
+        torch.mul(dh, tanh_c, out=do)
+        torch.mul(dc_total, i, out=dg)
+        # sigmoid' = s (1 - s) for i, f, o; tanh' = 1 - g^2 for g
+        deriv = act - act * act
+        deriv[:, 3 * H :] = 1 - g * g
+        d_act.mul_(deriv)
+        return d_act, (d_act if ctx.needs_input_grad[1] else None), dc_total * f
+
+
+class _Reparameterize(torch.autograd.Function):
+    """z = mu + exp(logvar / 2) eps from Q's output q = [mu, logvar] (n, 2Z); one graph node."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, eps: torch.Tensor):
+        Z = eps.shape[1]
+        sd = torch.exp(0.5 * q[:, Z:])
+        ctx.save_for_backward(sd, eps)
+        return torch.addcmul(q[:, :Z], sd, eps)
+
+    @staticmethod
+    def backward(ctx, dz: torch.Tensor):
+        sd, eps = ctx.saved_tensors
+        return torch.cat([dz, 0.5 * dz * eps * sd], dim=1), None
+
+
+def reparameterize(q: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """z = mu + sigma eps for q = [mu, log sigma^2] (n, 2Z) and eps (n, Z)."""
+    return _Reparameterize.apply(q, eps)
+
+
+def lstm_pointwise(
+    gates: torch.Tensor, c_prev: torch.Tensor, more_gates: torch.Tensor | float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """An LSTM cell after its matrix products, gate pre-activations `gates + more_gates` in the
+    order i, f, o, g: i, f, o = sigmoid, g = tanh; c = f c_prev + i g; h = o tanh(c)."""
+    if not isinstance(more_gates, torch.Tensor):
+        more_gates = torch.full((), more_gates, dtype=gates.dtype, device=gates.device)
+    return _LSTMPointwise.apply(gates, more_gates, c_prev)
+
+
+_NATIVE_BF16: bool | None = None
+
+
+def native_bfloat16_cpu() -> bool:
+    """Whether this CPU has bfloat16 dot-product instructions (x86 avx512_bf16 or AMX), on which
+    oneDNN runs bfloat16 products about twice as fast as float32 ones (Linux /proc/cpuinfo)."""
+    global _NATIVE_BF16
+    if _NATIVE_BF16 is None:
+        try:
+            with open("/proc/cpuinfo") as fh:
+                flags = set(next((ln for ln in fh if ln.startswith("flags")), "").split())
+        except OSError:
+            flags = set()
+        _NATIVE_BF16 = bool(flags & {"avx512_bf16", "amx_bf16"})
+    return _NATIVE_BF16
+
+
+_FLUSH_DEPTH = 0
+
+
+@contextmanager
+def flush_denormals():
+    """Treat float32 denormals as zero inside (the CPU's flush-to-zero mode, this thread only).
+
+    Sharp attention filters put values below 1e-38 into the filterbanks and their gradients;
+    x86 CPUs compute on such denormals tens of times more slowly. Nothing of DRAW's numerics
+    depends on them. The mode is restored on leaving (nested uses are counted).
+    """
+    global _FLUSH_DEPTH
+    if _FLUSH_DEPTH == 0:
+        torch.set_flush_denormal(True)
+    _FLUSH_DEPTH += 1
+    try:
+        yield
+    finally:
+        _FLUSH_DEPTH -= 1
+        if _FLUSH_DEPTH == 0:
+            torch.set_flush_denormal(False)
+
+
+class DRAW(nn.Module):
+    """Deep Recurrent Attentive Writer: encoder and decoder LSTMs, a canvas, read and write."""
+
+    Config = Config
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = config
+        c = config
+        self.T = c.T
+        self.A, self.B = c.width, c.height  # the paper's A x B image: A columns, B rows
+        self.image_shape = (1, c.height, c.width)
+        pixels = c.height * c.width
+        E, D, Z = c.enc_size, c.dec_size, c.z_size
+        self.attention = c.attention
+        if c.attention:
+            read_size = 2 * c.read_n**2
+            # patch w_t, the write's 5 parameters, the (next) read's 5 parameters
+            attend_size = c.write_n**2 + 2 * N_ATTENTION_PARAMS
+        else:
+            read_size = pixels  # [x, x^]: the x half is `enc_x`, applied once per image
+            attend_size = pixels  # write(h^dec) = W h^dec, the whole image
+            self.enc_x = Affine(pixels, 4 * E, bias=False)
+        # encoder LSTM: gates = W [r_t, h^enc_{t-1}] + (W' h^dec_{t-1} + b, inside dec_out)
+        self.enc_in = Affine(read_size + E, 4 * E, bias=False)
+        # Q(Z_t | h^enc_t): mean and log-variance
+        self.q = Affine(E, 2 * Z)
+        # decoder LSTM: gates = W z_t + (W' h^dec_{t-1} + b, inside dec_out)
+        self.dec_in = Affine(Z, 4 * D, bias=False)
+        # everything h^dec feeds, as [decoder gates | write (and read parameters) | encoder gates]:
+        # generation needs the first two blocks only: the first columns of the weight.
+        self.sizes = (4 * D, attend_size, 4 * E)
+        self.dec_out = Affine(D, sum(self.sizes))
+        # learned initial states c_0, h^enc_0, h^dec_0 and the LSTMs' cell states
+        self.c0 = nn.Parameter(torch.zeros(pixels))
+        self.h_enc0 = nn.Parameter(torch.zeros(E))
+        self.cell_enc0 = nn.Parameter(torch.zeros(E))
+        self.h_dec0 = nn.Parameter(torch.zeros(D))
+        self.cell_dec0 = nn.Parameter(torch.zeros(D))
+        self._init_gates(E, D)
+        if c.attention:
+            self._init_attention()
+        self.optimizers = {"model": make_optimizer(c.optimizer, self.parameters(), c)}
+
+    def _init_attention(self) -> None:
+        """Start every grid centred and spanning the image (g~ = 0, delta~ = 1, as the paper's
+        parametrisation intends) with neighbouring filters overlapping: sigma = delta / 2.
+
+        The paper leaves the initial sigma to the network's random initialisation (about 1
+        pixel). A 2 x 2 read would then see only the four corner pixels, blank on MNIST: the
+        encoder starts blind, the latents collapse to the prior and the loss sits at the mean
+        image's ~208 nats for hundreds of steps. The write's intensity is set so that its blurred
+        patch still moves the canvas at unit gain (1/gamma^ = 2 pi sigma^2), and the patch's bias
+        starts at 0 so that the T writes do not drift the canvas. Training the paper's model
+        (batch 100, same data), the mean loss over steps 451-500 was 184 nats from this start,
+        193 with random patch biases, 196 also with gamma^ = 1; from the corners-only start it was
+        still ~208 (the mean image) after 400 steps.
+        """
+        c = self.config
+        L = max(self.A, self.B)
+        first = self.sizes[0] + c.write_n**2  # the write's 5 parameters, then the read's 5
+        with torch.no_grad():
+            self.dec_out.bias[self.sizes[0] : first] = 0.0  # the patch w_t: no drift of the canvas
+            for start, N, write in ((first, c.write_n, True), (first + N_ATTENTION_PARAMS, c.read_n, False)):
+                sigma2 = ((L - 1) / max(N - 1, 1) / 2) ** 2
+                # the write's 1/gamma^ = 2 pi sigma^2: a patch value spreads over about 2 pi sigma^2
+                # pixels, so a unit patch value then raises the canvas by about 1 under its filter
+                log_gamma = -math.log(2 * math.pi * sigma2) if write else 0.0
+                self.dec_out.bias[start : start + N_ATTENTION_PARAMS] = torch.tensor(
+                    [0.0, 0.0, math.log(sigma2), 0.0, log_gamma]
+                )
+
+    def _init_gates(self, E: int, D: int) -> None:
+        """PyTorch's LSTM initialisation, U(-1/sqrt(H), 1/sqrt(H)), for every gate weight."""
+        with torch.no_grad():
+            enc = [self.enc_in.weight, self.dec_out.weight[:, -4 * E :]]
+            if not self.attention:
+                enc.append(self.enc_x.weight)
+            for w in enc:
+                w.uniform_(-1 / math.sqrt(E), 1 / math.sqrt(E))
+            for w in (self.dec_in.weight, self.dec_out.weight[:, : 4 * D]):
+                w.uniform_(-1 / math.sqrt(D), 1 / math.sqrt(D))
+
+    @property
+    def data_kind(self) -> str:
+        return "binary"
+
+    def matmul_dtype(self, device: torch.device | None = None) -> str:
+        """The training products' operand type `matmul_dtype` resolves to on `device`."""
+        choice = self.config.matmul_dtype
+        if choice != "auto":
+            return choice
+        device = device or self.c0.device
+        return "bfloat16" if device.type == "cpu" and native_bfloat16_cpu() else "float32"
+
+    def _initial(self, n: int) -> tuple[torch.Tensor, ...]:
+        states = (self.c0, self.h_enc0, self.cell_enc0, self.h_dec0, self.cell_dec0)
+        return tuple(p.expand(n, -1) for p in states)
+
+    def _attend(self, out: torch.Tensor, canvas: torch.Tensor, x: torch.Tensor, first: bool, last: bool):
+        """c_t = c_{t-1} + write(h^dec_t) and r_{t+1} = read(x, x - sigmoid(c_t), h^dec_t) (attention)."""
+        c = self.config
+        return attention.write_then_read(
+            out, canvas, x, self.A, self.B, c.write_n, c.read_n, do_write=not first, do_read=not last
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # inference: the encoder reads x, the decoder writes the canvas
+    def _infer(self, x: torch.Tensor, keep_canvases: bool = False, eps: torch.Tensor | None = None):
+        """Run the encoder and decoder over T steps on images x (n, B * A).
+
+        Returns (c_T, mu (T, n, Z), logvar (T, n, Z), canvases c_1..c_T or None).
+        """
+        n = x.shape[0]
+        if eps is None:
+            eps = torch.randn(self.T, n, self.config.z_size, dtype=x.dtype, device=x.device)
+        # bfloat16 products only for training a float32 model; evaluation stays in float32
+        lowp = (
+            torch.is_grad_enabled() and x.dtype == torch.float32 and self.matmul_dtype(x.device) == "bfloat16"
+        )
+        dtype = torch.bfloat16 if lowp else None
+        layers = (self.enc_in, self.q, self.dec_in, self.dec_out)
+        uses = (self.T, self.T, self.T, self.T + 1)  # dec_out also maps h^dec_0
+        enc_in, q, dec_in, dec_out = (StepLinear(m, u, dtype=dtype) for m, u in zip(layers, uses))
+        canvas, h_enc, cell_enc, h_dec, cell_dec = self._initial(n)
+        dec_gates, attend, enc_gates = dec_out(h_dec).split(self.sizes, dim=1)
+        if self.attention:
+            canvas, r = self._attend(attend, canvas, x, first=True, last=False)
+        else:
+            enc_static = StepLinear(self.enc_x)(x)  # W_x x: the constant half of W [x, x^], once
+        qs, canvases = [], []
+        for t in range(self.T):
+            if self.attention:
+                gates, more = enc_in(torch.cat([r, h_enc], dim=1)), enc_gates
+            else:  # read = [x, x^_t]
+                x_hat = x - torch.sigmoid(canvas)
+                gates, more = enc_in(torch.cat([x_hat, h_enc], dim=1)), enc_static + enc_gates
+            h_enc, cell_enc = lstm_pointwise(gates, cell_enc, more)
+            q_t = q(h_enc)  # [mu_t, log sigma_t^2]
+            z = reparameterize(q_t, eps[t])
+            h_dec, cell_dec = lstm_pointwise(dec_in(z), cell_dec, dec_gates)
+            dec_gates, attend, enc_gates = dec_out(h_dec).split(self.sizes, dim=1)
+            if self.attention:
+                canvas, r = self._attend(attend, canvas, x, first=False, last=t == self.T - 1)
+            else:
+                canvas = canvas + attend
+            qs.append(q_t)
+            if keep_canvases:
+                canvases.append(canvas)
+        mu, logvar = torch.stack(qs).chunk(2, dim=2)
+        return canvas, mu, logvar, (canvases if keep_canvases else None)
+
+    def loss_terms(
+        self, x: torch.Tensor, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L^x, L^z) per image, in nats, for binary images x of any shape (n, ...).
+
+        `eps` (T, n, z_size): the standard normal draws behind z_1..z_T (drawn when None).
+        """
+        x = self._flat(x)
+        with flush_denormals():
+            canvas, mu, logvar, _ = self._infer(x, eps=eps)
+            recon = F.binary_cross_entropy_with_logits(canvas, x, reduction="none").sum(1)
+            kl = kl_std_normal(mu, logvar).sum(0)
+        return recon, kl
+
+    def nll_bound(self, x: torch.Tensor) -> torch.Tensor:
+        """L = L^x + L^z per image: an upper bound on -log p(x) (one sample of z_1..z_T)."""
+        recon, kl = self.loss_terms(x)
+        return recon + kl
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], -1)
+        if x.shape[1] != self.A * self.B:
+            raise ValueError(
+                f"DRAW was built for {self.B} x {self.A} images (height x width) but got "
+                f"{x.shape[1]} pixels per image; set height and width to match the data"
+            )
+        return x
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        opt = self.optimizers["model"]
+        with flush_denormals():
+            opt.zero_grad(set_to_none=True)
+            recon, kl = self.loss_terms(batch["x"])
+            recon, kl = recon.mean(), kl.mean()
+            loss = recon + kl
+            loss.backward()
+            if self.config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip, foreach=True)
+            opt.step()
+        return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item()}
+
+    # ----------------------------------------------------------------------------------------
+    # generation: the decoder alone, from the prior
+    @torch.no_grad()
+    def _generate(self, n: int, generator: torch.Generator | None, keep: bool):
+        """z_t ~ N(0, I) -> (c_T, [c_1..c_T], [write windows]) (the lists empty unless `keep`)."""
+        c = self.config
+        device = self.c0.device
+        eps = torch.randn(self.T, n, c.z_size, generator=generator, device=device)
+        canvas, _, _, h_dec, cell_dec = self._initial(n)
+        k = self.sizes[0] + self.sizes[1]  # decoder gates and write: the rows generation needs
+        dec_in, dec_out = (
+            StepLinear(self.dec_in, self.T),
+            StepLinear(self.dec_out, self.T + 1, cols=slice(0, k)),
+        )
+        dec_gates, _ = dec_out(h_dec).split(self.sizes[:2], dim=1)
+        canvases, windows = [], []
+        for t in range(self.T):
+            h_dec, cell_dec = lstm_pointwise(dec_in(eps[t]), cell_dec, dec_gates)
+            dec_gates, attend = dec_out(h_dec).split(self.sizes[:2], dim=1)
+            if self.attention:
+                canvas, _ = self._attend(attend, canvas, None, first=False, last=True)
+            else:
+                canvas = canvas + attend
+            if keep:
+                canvases.append(canvas)
+                if self.attention:
+                    N = c.write_n
+                    windows.append(attention.window(attend[:, N * N : N * N + 5], self.A, self.B, N))
+        return canvas, canvases, windows
+
+    def _images(self, canvas: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(canvas).reshape(-1, *self.image_shape)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """sigmoid(c_T) of the decoder run from the prior: (n, 1, H, W) in [0, 1]."""
+        with flush_denormals():
+            return self._images(self._generate(n, generator, keep=False)[0])
+
+    @torch.no_grad()
+    def sample_canvases(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The canvas at every step, sigmoid(c_t) for t = 1..T: (T, n, 1, H, W); and the write windows.
+
+        Windows (attention only, else None): (T, n, 4) rectangles (x0, y0, x1, y1) in 0-based pixel
+        coordinates, the write grid's centre -+ write_n / 2 * delta. With the same generator state
+        the last frame equals `sample(n, generator)`.
+        """
+        with flush_denormals():
+            _, canvases, windows = self._generate(n, generator, keep=True)
+        frames = torch.stack([self._images(c) for c in canvases])
+        return frames, (torch.stack(windows) if windows else None)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """sigmoid(c_T) with z_1..z_T drawn from Q (a posterior sample): (n, 1, H, W)."""
+        with flush_denormals():
+            return self._images(self._infer(self._flat(x))[0])
+
+    @torch.no_grad()
+    def reconstruct_canvases(self, x: torch.Tensor) -> torch.Tensor:
+        """The canvas sigmoid(c_t) after every step while reconstructing x: (T, n, 1, H, W)."""
+        with flush_denormals():
+            canvases = self._infer(self._flat(x), keep_canvases=True)[3]
+        return torch.stack([self._images(c) for c in canvases])
+
+    @torch.no_grad()
+    def evaluate(self, data: dict[str, torch.Tensor], chunk: int = 1000) -> dict[str, float]:
+        """Mean L^x + L^z over data["x"] (nats per image, one posterior sample of z_1..z_T),
+        its standard error over images, and the two terms."""
+        x = self._flat(data["x"])
+        recon, kl = [], []
+        for part in x.split(chunk):
+            r, k = self.loss_terms(part)
+            recon.append(r)
+            kl.append(k)
+        recon, kl = torch.cat(recon), torch.cat(kl)
+        bound = recon + kl
+        return {
+            "nll_bound": bound.mean().item(),
+            "nll_bound_stderr": (bound.std() / len(bound) ** 0.5).item(),
+            "recon": recon.mean().item(),
+            "kl": kl.mean().item(),
+        }

@@ -1,0 +1,133 @@
+"""DRAW's canvas over time: an animated GIF (one frame per step, the write window drawn in red) and
+a strip of chosen steps (rows = samples, columns = steps; the paper's and the lecture's "Time ->"
+figure). Both take canvases as `DRAW.sample_canvases` returns them: (T, n, 1, H, W) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from genlearn.viz.grids import grid
+
+PAD = 2  # grid()'s default padding between tiles
+RED = (255, 0, 0)
+BAR = (90, 90, 90)
+
+
+def _check(canvases: torch.Tensor) -> torch.Tensor:
+    if canvases.dim() != 5:
+        raise ValueError(f"canvases must be (T, n, C, H, W), got shape {tuple(canvases.shape)}")
+    return canvases.detach().float().cpu()
+
+
+def _tile_origin(i: int, cols: int, h: int, w: int) -> tuple[int, int]:
+    """Top-left pixel (x, y) of tile i in a grid() picture."""
+    r, c = divmod(i, cols)
+    return PAD + c * (w + PAD), PAD + r * (h + PAD)
+
+
+def canvas_frames(
+    canvases: torch.Tensor,
+    windows: torch.Tensor | None = None,
+    nrow: int | None = None,
+    scale: int = 2,
+    progress: bool = True,
+) -> list[Image.Image]:
+    """One RGB picture per step: the n canvases tiled, the write window of each as a red
+    rectangle (when `windows` (T, n, 4) = (x0, y0, x1, y1) in pixels is given), and a thin bar
+    under the grid that grows with t (so that no two frames are the same)."""
+    canvases = _check(canvases)
+    T, n, _, h, w = canvases.shape
+    cols = nrow or max(1, math.ceil(math.sqrt(n)))
+    if windows is not None:
+        windows = windows.detach().float().cpu()
+        if windows.shape[:2] != (T, n) or windows.shape[-1] != 4:
+            raise ValueError(f"windows must be (T={T}, n={n}, 4), got shape {tuple(windows.shape)}")
+    bar = 3 * scale if progress else 0
+    frames = []
+    for t in range(T):
+        tiles = grid(canvases[t], nrow=cols)
+        rgb = np.stack([tiles] * 3, axis=-1) if tiles.ndim == 2 else tiles
+        img = Image.fromarray(rgb)
+        if scale > 1:
+            img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+        if bar:
+            framed = Image.new("RGB", (img.width, img.height + bar), (255, 255, 255))
+            framed.paste(img, (0, 0))
+            img = framed
+        draw = ImageDraw.Draw(img)
+        if windows is not None:
+            for i in range(n):
+                ox, oy = _tile_origin(i, cols, h, w)
+                x0, y0, x1, y1 = windows[t, i].tolist()
+                if not all(map(math.isfinite, (x0, y0, x1, y1))):
+                    continue
+                # the outline runs through the pixels holding the corners (pixel a spans
+                # [a - 0.5, a + 0.5)), clipped to the tile so that neighbours stay clean
+                left, right = (min(max(math.floor(v + 0.5), 0), w - 1) for v in (x0, x1))
+                top, bottom = (min(max(math.floor(v + 0.5), 0), h - 1) for v in (y0, y1))
+                box = [(ox + left) * scale, (oy + top) * scale]
+                box += [(ox + right + 1) * scale - 1, (oy + bottom + 1) * scale - 1]
+                draw.rectangle(box, outline=RED, width=1)
+        if bar:
+            length = round(img.width * (t + 1) / T)
+            draw.rectangle([0, img.height - bar + scale, max(length - 1, 0), img.height - 1], fill=BAR)
+        frames.append(img)
+    return frames
+
+
+def save_canvas_gif(
+    canvases: torch.Tensor,
+    path: str | Path,
+    windows: torch.Tensor | None = None,
+    nrow: int | None = None,
+    scale: int = 2,
+    duration_ms: int = 80,
+    hold_ms: int = 1500,
+) -> Path:
+    """Write the canvases (T, n, 1, H, W) as a looping GIF of T frames, `duration_ms` each and the
+    last held for `hold_ms`; write windows (T, n, 4) drawn as red rectangles when given."""
+    frames = canvas_frames(canvases, windows, nrow=nrow, scale=scale)
+    durations = [duration_ms] * (len(frames) - 1) + [max(hold_ms, duration_ms)]
+    path = Path(path)
+    frames[0].save(
+        path, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False, disposal=1
+    )
+    return path
+
+
+def default_steps(T: int, count: int = 10) -> tuple[int, ...]:
+    """`count` steps spread evenly over 0..T-1, the last one included."""
+    return tuple(sorted({round(i * (T - 1) / max(count - 1, 1)) for i in range(count)}))
+
+
+def save_canvas_strip(
+    canvases: torch.Tensor,
+    path: str | Path,
+    steps: Sequence[int] | None = None,
+    scale: int = 2,
+) -> Path:
+    """A PNG whose rows are samples and whose columns are the canvases after the chosen steps.
+
+    `steps` index the first axis of `canvases` (0 = after the first glimpse, -1 = the last);
+    by default ten steps evenly spread from the first to the last.
+    """
+    canvases = _check(canvases)
+    T, n = canvases.shape[:2]
+    steps = default_steps(T) if steps is None else tuple(steps)
+    for s in steps:
+        if not -T <= s < T:
+            raise ValueError(f"step {s} is outside the {T} canvases")
+    tiles = torch.stack([canvases[list(steps), i] for i in range(n)])  # (n, len(steps), C, H, W)
+    img = Image.fromarray(grid(tiles.flatten(0, 1), nrow=len(steps)))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    path = Path(path)
+    img.save(path)
+    return path
