@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run")
     s.add_argument("--n", type=int, default=64)
-    s.add_argument("--out", required=True, help=".png (grid) or .npz (key 'images')")
+    s.add_argument("--out", required=True, help=".png (grid), .npz (key 'images'), .gif (DRAW's canvas)")
     s.add_argument("--seed", type=int, default=0)
 
     e = sub.add_parser("eval", help="evaluate a trained run on held-out data")
@@ -115,11 +115,21 @@ def cmd_sample(args) -> int:
     if args.n < 1:
         raise UserError(f"--n must be at least 1, got {args.n}")
     out = Path(args.out)
-    if out.suffix not in (".png", ".npz"):
-        raise UserError(f"--out must end in .png or .npz, not {out.suffix or 'nothing'!r}")
+    if out.suffix not in (".png", ".npz", ".gif"):
+        raise UserError(f"--out must end in .png, .npz or .gif, not {out.suffix or 'nothing'!r}")
     if not out.parent.is_dir():
         raise UserError(f"directory {str(out.parent)!r} does not exist")
     model = runs.load_model(args.run)
+    if out.suffix == ".gif":
+        if not hasattr(model, "sample_canvases"):
+            raise UserError(f"model {model.name!r} draws no canvas over time; use .png or .npz")
+        from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip
+
+        canvases, windows = model.sample_canvases(args.n, generator=torch.Generator().manual_seed(args.seed))
+        save_canvas_gif(canvases, out, windows=windows)
+        strip = save_canvas_strip(canvases[:, : min(args.n, 8)], out.with_suffix(".png"))
+        print(f"wrote the canvas of {args.n} samples over {len(canvases)} steps to {out} and {strip}")
+        return 0
     images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)).float().clamp(0, 1)
     if out.suffix == ".png":
         save_grid(images, out)

@@ -82,3 +82,17 @@ register(
     "VAE",
     "variational autoencoder (Kingma & Welling 2014); IWAE paper's 784-200-200-50 tanh default",
 )
+register(
+    "draw",
+    "genlearn.models.draw",
+    "DRAW",
+    "DRAW with attention (Gregor et al. 2015): T=64, LSTMs 256, z 100, 2x2 read, 5x5 write",
+    T=64, enc_size=256, dec_size=256, z_size=100, attention=True, read_n=2, write_n=5,
+)  # fmt: skip
+register(
+    "draw-noattn",
+    "genlearn.models.draw",
+    "DRAW",
+    "DRAW without attention (Gregor et al. 2015): T=64, LSTMs 256, z 100, read [x, x^], write W h^dec",
+    T=64, enc_size=256, dec_size=256, z_size=100, attention=False,
+)  # fmt: skip

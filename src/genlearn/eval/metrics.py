@@ -25,6 +25,10 @@ def elbo(model, data, opts) -> dict[str, Any]:
 
 
 def nll(model, data, opts) -> dict[str, Any]:
+    if not hasattr(model, "encode") and hasattr(model, "nll_bound"):  # DRAW: its bound L^x + L^z
+        torch.manual_seed(opts.seed)
+        out = model.evaluate(data)
+        return {"nll_bound": out["nll_bound"], "nll_bound_stderr": out["nll_bound_stderr"]}
     _needs(model, "nll", "encode", "log_likelihood")
     from genlearn.eval.likelihood import nll as iw_nll
 

@@ -78,6 +78,12 @@ def write_run_figures(model: torch.nn.Module, data, run_dir: str | Path) -> list
         written.append(save_grid(pairs.flatten(0, 1), run_dir / "reconstructions.png", nrow=10))
     if getattr(model, "latent_dim", None) == 2 and hasattr(model, "decode"):
         written.append(save_grid(manifold(model), run_dir / "manifold.png", nrow=20, scale=1))
+    if hasattr(model, "sample_canvases"):  # DRAW: the canvas over time, as in the paper's figures
+        from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip
+
+        canvases, windows = model.sample_canvases(16)
+        written.append(save_canvas_gif(canvases, run_dir / "canvas.gif", windows=windows))
+        written.append(save_canvas_strip(canvases[:, :8], run_dir / "canvas.png"))
     curve = training_curve(run_dir)
     if curve:
         written.append(curve)
