@@ -148,8 +148,7 @@ def cmd_eval(args) -> int:
 
     if args.k < 1:
         raise UserError(f"--k must be at least 1, got {args.k}")
-    if args.metric not in metrics.METRICS:
-        metrics.compute(args.metric, None, None, None)  # raises the unknown-metric error
+    metrics.check_name(args.metric)
     model = runs.load_model(args.run)
     _, config = runs.run_config(args.run)
     data = mnist.load(config.data_dir)

@@ -219,7 +219,7 @@ class MNIST:
             raise UserError(f"unknown split {name!r}; choose train, valid or test")
         x, y = getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
         if binary:
-            x = binarize_fixed(x, name)
+            x = binarize_fixed(x)
         return {"x": x, "y": y}
 
 
@@ -235,7 +235,7 @@ def load(data_dir: str | Path = "", train_limit: int = 0) -> MNIST:
     return MNIST(**tensors)
 
 
-def binarize_fixed(x: torch.Tensor, split: str = "") -> torch.Tensor:
+def binarize_fixed(x: torch.Tensor) -> torch.Tensor:
     """Binarize once with a generator seeded 0: the same binary images for every model and run."""
     return torch.bernoulli(x, generator=torch.Generator().manual_seed(FIXED_BINARIZATION_SEED))
 

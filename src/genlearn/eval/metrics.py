@@ -53,8 +53,13 @@ METRICS: dict[str, Callable[..., dict[str, Any]]] = {"elbo": elbo, "nll": nll, "
 PLANNED = ("parzen", "fid", "coverage", "ais")
 
 
-def compute(name: str, model, data, opts) -> dict[str, Any]:
+def check_name(name: str) -> None:
+    """Refuse an unknown metric name (before any model or data is loaded)."""
     if name not in METRICS:
         later = f" ({name!r} is not implemented yet)" if name in PLANNED else ""
         raise UserError(f"unknown metric {name!r}{later}; available: {', '.join(METRICS)}")
+
+
+def compute(name: str, model, data, opts) -> dict[str, Any]:
+    check_name(name)
     return METRICS[name](model, data, opts)

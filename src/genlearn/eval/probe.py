@@ -206,8 +206,8 @@ def probe_accuracy(
     full: mnist.MNIST = data["mnist"]
     train_x, valid_x = full.train_x, full.valid_x
     if getattr(model, "data_kind", "continuous") == "binary":
-        train_x = mnist.binarize_fixed(train_x, "train")
-        valid_x = mnist.binarize_fixed(valid_x, "valid")
+        train_x = mnist.binarize_fixed(train_x)
+        valid_x = mnist.binarize_fixed(valid_x)
     test_x, test_y = data["x"].cpu(), data["y"].cpu()
     sets = {
         "features": lambda x: _features(model, x),

@@ -230,11 +230,12 @@ def fit(
 
     # A periodic checkpoint is written only once the next step's loss, computed at its weights,
     # came out finite: so the checkpoint a NaN leaves behind is one whose weights gave a finite loss.
-    # The state we start from is the first such checkpoint: the very first step checks its loss.
+    # A fresh run's initial state is the first such checkpoint (the very first step checks its loss);
+    # a resumed run starts from a checkpoint already on disk.
     # The running sums of the log window are part of the state, so a resumed run logs the same.
     window = state.get("log_window", {}) if resume else {}
     window_steps, sums = window.get("steps", 0), dict(window.get("sums", {}))
-    pending = snapshot()
+    pending = None if resume else snapshot()
 
     local = config.batch_size // group.world
     rows = slice(group.rank * local, (group.rank + 1) * local)
@@ -270,7 +271,8 @@ def fit(
                     bar.close()
                     metrics.close()
                     raise TrainingError(
-                        f"{bad[0]} became {stats[bad[0]]} at step {step + 1} (epoch {epoch + 1}); the last good checkpoint in {run_dir} is kept; try a lower lr"
+                        f"{bad[0]} became {stats[bad[0]]} at step {step + 1} (epoch {epoch + 1}); "
+                        f"the last good checkpoint in {run_dir} is kept; try a lower lr"
                     )
                 write(pending)  # its weights just gave a finite loss
                 pending = None
