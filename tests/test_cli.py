@@ -127,7 +127,11 @@ def _mistakes(run: Path, tmp: Path) -> dict[str, tuple[list, dict, str, Path | N
         "no subcommand": ([], {}, "required", None),
         "--n not a number": (["sample", run, "--n", "many", "--out", tmp / "x.png"], {}, "--n", None),
         "missing --metric": (["eval", run], {}, "--metric", None),
-    }  # fmt: skip
+        "eval --device nosuch": (["eval", run, "--metric", "elbo", "--device", "tpu"], {}, "--device", None),
+    } | ({} if torch.cuda.is_available() else {
+        "eval --device cuda without a GPU": (["eval", run, "--metric", "elbo", "--device", "cuda"], {}, "no CUDA GPU", None),
+        "train device=cuda without a GPU": (["train", "vae", "--out", tmp / "gpu", "--set", "device=cuda"], {}, "no CUDA GPU", None),
+    })  # fmt: skip
 
 
 XFAIL: dict[str, str] = {}  # cases pinned as known bugs (none open)

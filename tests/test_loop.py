@@ -123,6 +123,18 @@ def test_two_epochs_equal_one_epoch_plus_a_resumed_epoch(tmp_path, small):
     assert tomllib.loads((tmp_path / "one" / "config.toml").read_text())["epochs"] == 2
 
 
+def test_time_limit_stops_mid_epoch_and_the_run_resumes_to_the_uninterrupted_weights(tmp_path, small):
+    fit(tmp_path / "whole", small, epochs=2, eval_every=0)
+    # A budget of a microsecond runs out after the first step.
+    stopped = fit(tmp_path / "budget", small, epochs=2, eval_every=0, time_limit=1e-6)
+    assert stopped["stopped_by"] == "time_limit"
+    assert stopped["steps"] == 1 and stopped["epochs"] == pytest.approx(1 / STEPS_PER_EPOCH)
+    assert trainer_state(tmp_path / "budget")["step"] == 1
+    done = fit(tmp_path / "budget", small, resume=True, epochs=2, eval_every=0, time_limit=0)
+    assert done["stopped_by"] == "epochs" and done["steps"] == 2 * STEPS_PER_EPOCH
+    assert_same_weights(tmp_path / "whole", tmp_path / "budget")
+
+
 def test_initial_weights_come_from_the_seed_alone():
     """`genlearn train` builds its model with registry.instantiate; the runs of the CLI compared
     with in-process runs below (same weights, bit for bit) check that from the other side."""

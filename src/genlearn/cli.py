@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--k", type=int, default=5000, help="importance samples for nll")
     e.add_argument("--split", default="test", choices=("test", "valid"))
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where to evaluate")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     c = sub.add_parser("compare", help="one table of the metrics several runs share")
@@ -145,14 +146,17 @@ def cmd_eval(args) -> int:
     from genlearn import runs
     from genlearn.data import mnist
     from genlearn.eval import metrics
+    from genlearn.train.loop import resolve_device
 
     if args.k < 1:
         raise UserError(f"--k must be at least 1, got {args.k}")
     metrics.check_name(args.metric)
-    model = runs.load_model(args.run)
+    device = resolve_device(args.device)
+    model = runs.load_model(args.run, device)
     _, config = runs.run_config(args.run)
     data = mnist.load(config.data_dir)
     split = data.split(args.split, binary=getattr(model, "data_kind", "binary") == "binary")
+    split = {k: v.to(device) for k, v in split.items()}
     args.progress = not args.json and sys.stderr.isatty()
     t0 = time.perf_counter()
     result = metrics.compute(args.metric, model, split | {"mnist": data}, args)
@@ -162,7 +166,14 @@ def cmd_eval(args) -> int:
     if args.json:
         print(
             json.dumps(
-                {"run": args.run, "metric": args.metric, "split": args.split, **result, "seconds": seconds}
+                {
+                    "run": args.run,
+                    "metric": args.metric,
+                    "split": args.split,
+                    **result,
+                    "seconds": seconds,
+                    "device": str(device),
+                }
             )
         )
     else:

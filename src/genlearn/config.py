@@ -43,6 +43,9 @@ class Common:
     checkpoint_every: float = bounded(120.0, min=0.0, help="seconds between checkpoints")
     eval_every: int = bounded(1, min=0, help="epochs between validations; 0 = never")
     log_every: int = bounded(50, min=1, help="steps between metrics.jsonl lines")
+    time_limit: float = bounded(
+        0.0, min=0.0, help="stop after this many seconds of training (resumable); 0 = no limit"
+    )
     data_dir: str = field(default="", metadata={"help": "directory of MNIST IDX files"})
 
 

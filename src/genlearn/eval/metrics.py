@@ -17,11 +17,16 @@ def _needs(model: torch.nn.Module, metric: str, *methods: str) -> None:
         raise UserError(f"metric {metric!r} does not apply to model {name!r} (it has no {missing[0]})")
 
 
+def _generator(data, seed: int) -> torch.Generator:
+    """A generator on the device the data lives on (the noise is drawn there)."""
+    return torch.Generator(device=data["x"].device).manual_seed(seed)
+
+
 def elbo(model, data, opts) -> dict[str, Any]:
     _needs(model, "elbo", "encode", "log_likelihood")
     from genlearn.eval.likelihood import elbo_stats
 
-    return elbo_stats(model, data["x"].flatten(1), generator=torch.Generator().manual_seed(opts.seed))
+    return elbo_stats(model, data["x"].flatten(1), generator=_generator(data, opts.seed))
 
 
 def nll(model, data, opts) -> dict[str, Any]:
@@ -36,7 +41,7 @@ def nll(model, data, opts) -> dict[str, Any]:
         model,
         data["x"].flatten(1),
         opts.k,
-        generator=torch.Generator().manual_seed(opts.seed),
+        generator=_generator(data, opts.seed),
         progress=opts.progress,
     )
     return {f"nll_k{opts.k}": out["nll"], f"nll_k{opts.k}_stderr": out["nll_stderr"]}

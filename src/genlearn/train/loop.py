@@ -37,7 +37,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was asked for but no CUDA GPU is available; use device=cpu")
+        raise UserError("device 'cuda' was asked for but no CUDA GPU is available; use the cpu")
     return torch.device(name)
 
 
@@ -241,8 +241,9 @@ def fit(
     rows = slice(group.rank * local, (group.rank + 1) * local)
     last_ckpt = time.monotonic()
     model.train()
+    out_of_time = False
     with _StopFlag() as stop:
-        while epoch < config.epochs:
+        while epoch < config.epochs and not out_of_time:
             order = epoch_order(config.seed, epoch, n_train)
             bar = tqdm(
                 total=steps_per_epoch,
@@ -303,7 +304,14 @@ def fit(
                 if time.monotonic() - last_ckpt >= config.checkpoint_every:
                     pending = snapshot()
                     last_ckpt = time.monotonic()
+                if config.time_limit and elapsed >= config.time_limit:
+                    out_of_time = True  # a wall-clock budget: stop mid-epoch, resumable from here
+                    break
             bar.close()
+            if out_of_time:
+                if progress and main:
+                    tqdm.write(f"time limit of {config.time_limit:g} s reached at step {step}")
+                break
             epoch += 1
             batch_in_epoch = 0
             if config.eval_every and epoch % config.eval_every == 0 and epoch < config.epochs and main:
@@ -326,8 +334,9 @@ def fit(
             "data": "binarized MNIST (fixed, seed 0)" if binary else "MNIST intensities",
             "metrics": test,
             "seed": config.seed,
-            "epochs": epoch,
+            "epochs": round(epoch + batch_in_epoch / steps_per_epoch, 4),
             "steps": step,
+            "stopped_by": "time_limit" if out_of_time else "epochs",
             "train_time_s": round(elapsed, 2),
             "ranks": group.world,
             "device": str(device),
