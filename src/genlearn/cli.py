@@ -144,7 +144,7 @@ def cmd_eval(args) -> int:
     import time
 
     from genlearn import runs
-    from genlearn.data import mnist
+    from genlearn import data as datasets
     from genlearn.eval import metrics
     from genlearn.train.loop import resolve_device
 
@@ -154,7 +154,7 @@ def cmd_eval(args) -> int:
     device = resolve_device(args.device)
     model = runs.load_model(args.run, device)
     _, config = runs.run_config(args.run)
-    data = mnist.load(config.data_dir)
+    data = datasets.load(config, train=False)
     split = data.split(args.split, binary=getattr(model, "data_kind", "binary") == "binary")
     split = {k: v.to(device) for k, v in split.items()}
     args.progress = not args.json and sys.stderr.isatty()

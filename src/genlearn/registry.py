@@ -96,3 +96,11 @@ register(
     "DRAW without attention (Gregor et al. 2015): T=64, LSTMs 256, z 100, read [x, x^], write W h^dec",
     T=64, enc_size=256, dec_size=256, z_size=100, attention=False,
 )  # fmt: skip
+register(
+    "draw-2digit",
+    "genlearn.models.draw",
+    "DRAW",
+    "DRAW generating two MNIST digits on a 60x60 canvas (Gregor et al. 2015, section 4.3)",
+    T=64, enc_size=256, dec_size=256, z_size=100, attention=True, read_n=2, write_n=5,
+    dataset="mnist-2digit", height=60, width=60,
+)  # fmt: skip

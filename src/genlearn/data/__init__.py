@@ -1,1 +1,41 @@
-"""Data sets: pinned MNIST (and, later, captions and 2-D toy mixtures)."""
+"""Data sets: pinned MNIST, two-digit MNIST (DRAW), and, later, captions and 2-D toy mixtures.
+
+`load(config)` picks the data set a model's config names in its `dataset` field (MNIST when it
+has none); every data set has the interface of `mnist.MNIST`: `train_x` / `train_y` indexable
+by a tensor of indices, and `split(name, binary)`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from genlearn.errors import UserError
+
+DATASETS = ("mnist", "mnist-2digit")
+
+
+def load(config: Any, train: bool = True) -> Any:
+    """The data set `config.dataset` names; `train=False` skips `train_limit` (evaluation)."""
+    name = getattr(config, "dataset", "mnist")
+    limit = config.train_limit if train else 0
+    if name == "mnist":
+        from genlearn.data import mnist
+
+        return mnist.load(config.data_dir, limit)
+    if name == "mnist-2digit":
+        from genlearn.data import two_digit
+
+        return two_digit.load(config.data_dir, limit)
+    raise UserError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+
+
+def check_fits(model: Any, data: Any, dataset: str) -> None:
+    """Refuse a model whose image size is not the data's (e.g. 28 x 28 DRAW on 60 x 60 images)."""
+    shape = getattr(model, "image_shape", None)
+    item = tuple(data.train_x[:1].shape[1:])
+    if shape is not None and math.prod(shape) != math.prod(item):
+        raise UserError(
+            f"the model's images are {'x'.join(map(str, shape))} but dataset {dataset!r} has "
+            f"{'x'.join(map(str, item))}; set the model's size to match (e.g. height and width)"
+        )

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from genlearn import __version__
 from genlearn import config as cfg
+from genlearn import data as datasets
 from genlearn.data import mnist
 from genlearn.errors import Interrupted, TrainingError, UserError
 from genlearn.train import checkpoint, distributed
@@ -164,7 +165,8 @@ def fit(
     model.to(device)  # initial weights were drawn from config.seed (registry.instantiate)
     binary = model.data_kind == "binary"
 
-    data = data or mnist.load(config.data_dir, config.train_limit)
+    data = data or datasets.load(config)
+    datasets.check_fits(model, data, getattr(config, "dataset", "mnist"))
     n_train = len(data.train_x)
     steps_per_epoch = n_train // config.batch_size
     if steps_per_epoch == 0:
