@@ -14,8 +14,9 @@ from genlearn import registry
 from genlearn.config import build
 from genlearn.data import mnist
 from genlearn.errors import UserError
-from genlearn.models.draw import DRAW, Config, lstm_pointwise, native_bfloat16_cpu, reparameterize
+from genlearn.models.draw import DRAW, Config, reparameterize
 from genlearn.nn import attention
+from genlearn.nn.lstm import lstm_pointwise, native_bfloat16_cpu
 from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip
 
 SMALL = dict(T=4, enc_size=12, dec_size=10, z_size=3, read_n=2, write_n=3)

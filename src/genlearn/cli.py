@@ -143,8 +143,8 @@ def cmd_sample(args) -> int:
 def cmd_eval(args) -> int:
     import time
 
-    from genlearn import runs
     from genlearn import data as datasets
+    from genlearn import runs
     from genlearn.eval import metrics
     from genlearn.train.loop import resolve_device
 
