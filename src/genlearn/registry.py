@@ -104,3 +104,16 @@ register(
     T=64, enc_size=256, dec_size=256, z_size=100, attention=True, read_n=2, write_n=5,
     dataset="mnist-2digit", height=60, width=60,
 )  # fmt: skip
+register(
+    "gan",
+    "genlearn.models.gan",
+    "GAN",
+    "generative adversarial net, Algorithm 1 (Goodfellow et al. 2014): the paper's MLP/maxout pair, SGD",
+)
+register(
+    "dcgan",
+    "genlearn.models.gan",
+    "GAN",
+    "small convolutional GAN for MNIST (after Radford et al. 2016), Adam; the modern baseline",
+    arch="conv", optimizer="adam", lr=2e-4, noise="gaussian",
+)  # fmt: skip

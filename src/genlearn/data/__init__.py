@@ -1,4 +1,4 @@
-"""Data sets: pinned MNIST, two-digit MNIST (DRAW), and, later, captions and 2-D toy mixtures.
+"""Data sets: pinned MNIST, two-digit MNIST (DRAW), 2-D toy mixtures (GAN mode tests).
 
 `load(config)` picks the data set a model's config names in its `dataset` field (MNIST when it
 has none); every data set has the interface of `mnist.MNIST`: `train_x` / `train_y` indexable
@@ -12,7 +12,9 @@ from typing import Any
 
 from genlearn.errors import UserError
 
-DATASETS = ("mnist", "mnist-2digit")
+IMAGE_DATASETS = ("mnist", "mnist-2digit")
+TOY_DATASETS = ("ring8", "grid25")  # VEEGAN's 2-D mixtures of Gaussians
+DATASETS = IMAGE_DATASETS + TOY_DATASETS
 
 
 def load(config: Any, train: bool = True) -> Any:
@@ -27,6 +29,13 @@ def load(config: Any, train: bool = True) -> Any:
         from genlearn.data import two_digit
 
         return two_digit.load(config.data_dir, limit)
+    if name in TOY_DATASETS:
+        from genlearn.data import toy
+
+        data = toy.load_toy(name)
+        if limit:
+            data.train_x, data.train_y = data.train_x[:limit], data.train_y[:limit]
+        return data
     raise UserError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 

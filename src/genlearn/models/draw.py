@@ -69,7 +69,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlearn.config import Common, bounded, choice
-from genlearn.data import DATASETS
+from genlearn.data import IMAGE_DATASETS
 from genlearn.nn import attention
 from genlearn.nn.distributions import kl_std_normal
 from genlearn.nn.lstm import Affine, StepLinear, flush_denormals, lstm_pointwise, native_bfloat16_cpu
@@ -87,7 +87,9 @@ class Config(Common):
     attention: bool = field(default=True, metadata={"help": "Gaussian read/write attention"})
     read_n: int = bounded(2, min=1, help="read glimpse is read_n x read_n (attention)")
     write_n: int = bounded(5, min=1, help="write patch is write_n x write_n (attention)")
-    dataset: str = choice("mnist", DATASETS, "training data: mnist, or mnist-2digit (60 x 60, two digits)")
+    dataset: str = choice(
+        "mnist", IMAGE_DATASETS, "training data: mnist, or mnist-2digit (60 x 60, two digits)"
+    )
     height: int = bounded(28, min=1, help="image rows (B in the paper)")
     width: int = bounded(28, min=1, help="image columns (A in the paper)")
     grad_clip: float = bounded(10.0, min=0.0, help="clip the gradient's global norm; 0 = off")

@@ -167,6 +167,8 @@ def fit(
 
     data = data or datasets.load(config)
     datasets.check_fits(model, data, getattr(config, "dataset", "mnist"))
+    if hasattr(model, "prepare"):  # data-dependent initialisation; a resumed run loads over it
+        model.prepare(data, config.batch_size)
     n_train = len(data.train_x)
     steps_per_epoch = n_train // config.batch_size
     if steps_per_epoch == 0:

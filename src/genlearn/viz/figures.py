@@ -1,6 +1,6 @@
 """The pictures every run directory gets, chosen by what the model can do (duck typing).
 
-- samples.png: 100 samples (every model).
+- samples.png: 100 samples (every model); for 2-D points, a scatter plot of 2,500 over the modes.
 - reconstructions.png: test images (odd rows) above their reconstructions (even rows).
 - manifold.png: for a 2-D latent space, the decoder's mean over a grid of z whose coordinates are
   evenly spaced on the unit square and mapped through the inverse Gaussian CDF, as in Kingma &
@@ -34,7 +34,8 @@ def training_curve(run_dir: Path) -> Path | None:
     if not path.exists():
         return None
     records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-    train = [r for r in records if "split" not in r and "loss" in r]
+    keys = next((ks for ks in (("loss",), ("d_loss", "g_loss")) if any(ks[0] in r for r in records)), None)
+    train = [r for r in records if "split" not in r and keys and keys[0] in r]
     valid = [r for r in records if r.get("split") == "valid"]
     if not train:
         return None
@@ -46,8 +47,11 @@ def training_curve(run_dir: Path) -> Path | None:
     metric = next((k for k in ("elbo", "loss", "recon") if valid and k in valid[0]), None)
     fig, axes = plt.subplots(1, 2 if metric else 1, figsize=(10 if metric else 5, 3.5), squeeze=False)
     ax = axes[0, 0]
-    ax.plot([r["epoch"] for r in train], [r["loss"] for r in train], lw=0.8)
-    losses = sorted(r["loss"] for r in train[len(train) // 20 :])  # past the first 5%
+    for key in keys:
+        ax.plot([r["epoch"] for r in train], [r[key] for r in train], lw=0.8, label=key)
+    if len(keys) > 1:
+        ax.legend()
+    losses = sorted(r[k] for r in train[len(train) // 20 :] for k in keys)  # past the first 5%
     if len(losses) > 10:  # keep the first steps' huge losses from flattening the curve
         ax.set_ylim(losses[0] - 0.05 * (losses[-1] - losses[0]), losses[int(0.98 * (len(losses) - 1))])
     ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
@@ -64,11 +68,35 @@ def training_curve(run_dir: Path) -> Path | None:
     return out
 
 
+def scatter(points: torch.Tensor, modes: torch.Tensor | None, out: Path) -> Path:
+    """2-D samples as dots, the true modes as crosses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    pts = points.detach().cpu()
+    ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.4, label=f"{len(pts)} samples")
+    if modes is not None:
+        ax.scatter(modes[:, 0], modes[:, 1], marker="x", c="red", s=40, label="modes")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def write_run_figures(model: torch.nn.Module, data, run_dir: str | Path) -> list[str]:
     """Write the pictures this model supports into `run_dir`; returns their file names."""
     run_dir = Path(run_dir)
     model.eval()
-    written = [save_grid(model.sample(100), run_dir / "samples.png", nrow=10)]
+    samples = model.sample(100)
+    if samples.dim() == 2:  # 2-D points (GANs on toy mixtures): a scatter plot over the modes
+        written = [scatter(model.sample(2500), getattr(data, "modes", None), run_dir / "samples.png")]
+    else:
+        written = [save_grid(samples, run_dir / "samples.png", nrow=10)]
     if hasattr(model, "reconstruct"):
         x = data.test_x[:50].to(next(model.parameters()).device)
         recon = model.reconstruct(x)

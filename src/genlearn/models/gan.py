@@ -1,0 +1,357 @@
+r"""Generative adversarial nets (Goodfellow et al., NIPS 2014), trained by Algorithm 1.
+
+A generator G maps noise z ~ p_z to data space; a discriminator D(x) gives the probability that
+x came from the data rather than from G. They play the minimax game with value function
+
+    min_G max_D V(D, G) = E_{x ~ p_data}[log D(x)] + E_{z ~ p_z}[log(1 - D(G(z)))]
+
+Algorithm 1 (minibatch stochastic gradient descent, momentum): for each training iteration,
+k times: draw m noise samples and m data examples and ascend the discriminator's gradient
+
+    grad_{theta_d} 1/m sum_i [log D(x_i) + log(1 - D(G(z_i)))]
+
+then draw m fresh noise samples and descend the generator's gradient of
+
+    1/m sum_i log(1 - D(G(z_i)))                          (`loss = "minimax"`), or minimise
+    -1/m sum_i log D(G(z_i))                              (`loss = "non-saturating"`)
+
+The second is the paper's recommendation (section 3): early on, D rejects G's samples with
+confidence and log(1 - D(G(z))) saturates; -log D(G(z)) has the same fixed point and strong
+gradients. D outputs a logit l, D = sigmoid(l), and every term is computed from logits:
+log D = -softplus(-l) and log(1 - D) = -softplus(l).
+
+Each call of `train_step` is one discriminator update on the loop's minibatch; every k-th call
+also makes the generator update, so one iteration of Algorithm 1 consumes k data minibatches.
+
+Networks (`arch`):
+- `mlp`, the paper's MNIST model (its published pylearn2 configuration): G: 100 uniform noise
+  inputs on [-sqrt 3, sqrt 3] -> 1200 ReLU -> 1200 ReLU -> 784 sigmoid, weights U(-0.05, 0.05),
+  the output bias started at the logits of the training data's pixel means; D: maxout 240 units
+  x 5 pieces -> maxout 240 x 5 -> 1 sigmoid, weights U(-0.005, 0.005), dropout keeping inputs
+  with probability 0.8 and hidden units with 0.5. SGD with batches of 100, learning rate 0.1
+  divided by 1.000004 every iteration (not below 1e-6), momentum rising linearly from 0.5 to 0.7
+  over the first 250 epochs.
+- `conv`, the modern baseline (`dcgan`, after Radford et al. 2016, small for a CPU): G: z (100,
+  Gaussian) -> 64 x 7 x 7 -> transposed convolutions to 32 x 14 x 14 and 1 x 28 x 28, batch norm
+  and ReLU between, sigmoid out; D: strided convolutions 1 -> 32 -> 64 channels with leaky ReLU
+  (batch norm on the second), then a linear logit. Adam, lr 2e-4, beta_1 = 0.5.
+
+On 2-D toy data (`dataset = ring8` or `grid25`) the `mlp` networks output two linear
+coordinates instead of 784 sigmoid pixels.
+
+Monitors: mean D(x) and D(G(z)) over the minibatch, both losses and both gradient norms. A
+discriminator loss near 0 (D separates perfectly and the minimax generator gets no gradient), or
+a generator gradient norm near 0, is warned about once in the log.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlearn.config import Common, bounded, choice
+from genlearn.errors import UserError
+
+GAN_DATASETS = ("mnist", "ring8", "grid25")
+IMAGE_SHAPE = (1, 28, 28)
+# Collapse warnings, each after `_PATIENCE` consecutive updates: D's loss below _D_LOSS_COLLAPSE,
+# or G's gradient norm below _G_GRAD_VANISH times the largest it has been in this process (the
+# paper's networks start with gradients of 1e-7, so only a fall from an earlier level counts).
+_D_LOSS_COLLAPSE = 1e-3
+_G_GRAD_VANISH = 1e-4
+_PATIENCE = 50
+
+
+@dataclass
+class Config(Common):
+    arch: str = choice("mlp", ("mlp", "conv"), "networks: the paper's MLP/maxout pair, or convolutional")
+    loss: str = choice("non-saturating", ("non-saturating", "minimax"), "generator objective")
+    k: int = bounded(1, min=1, help="discriminator updates per generator update (Algorithm 1)")
+    dataset: str = choice("mnist", GAN_DATASETS, "training data: MNIST intensities or a 2-D mixture")
+    z_dim: int = bounded(100, min=1, help="noise dimension")
+    noise: str = choice("uniform", ("uniform", "gaussian"), "p_z: U[-sqrt 3, sqrt 3] or N(0, 1)")
+    g_hidden: int = bounded(1200, min=1, help="generator hidden units per layer (mlp)")
+    d_units: int = bounded(240, min=1, help="discriminator maxout units per layer (mlp)")
+    d_pieces: int = bounded(5, min=1, help="pieces per maxout unit (mlp)")
+    d_input_keep: float = bounded(0.8, min=0.0, max=1.0, help="dropout: P(keep) of D's inputs")
+    d_hidden_keep: float = bounded(0.5, min=0.0, max=1.0, help="dropout: P(keep) of D's hidden units")
+    optimizer: str = choice("sgd", ("sgd", "adam"), "optimiser of both networks")
+    momentum: float = bounded(0.5, min=0.0, max=1.0, help="SGD momentum at the start")
+    momentum_final: float = bounded(0.7, min=0.0, max=1.0, help="SGD momentum after the ramp")
+    momentum_epochs: float = bounded(250.0, min=0.0, help="epochs over which momentum rises")
+    lr_decay: float = bounded(1.000004, min=1.0, help="lr divided by this every iteration (sgd)")
+    min_lr: float = bounded(1e-6, min=0.0, help="floor of the decayed lr (sgd)")
+    beta1: float = bounded(0.5, min=0.0, max=1.0, help="Adam's beta_1")
+    lr: float = bounded(0.1, min=0.0, help="learning rate")
+
+
+def log_d(logits: torch.Tensor) -> torch.Tensor:
+    """log D = log sigmoid(l) = -softplus(-l)."""
+    return -F.softplus(-logits)
+
+
+def log_one_minus_d(logits: torch.Tensor) -> torch.Tensor:
+    """log(1 - D) = log sigmoid(-l) = -softplus(l)."""
+    return -F.softplus(logits)
+
+
+class Maxout(nn.Module):
+    """h_i = max_j (x W_ij + b_ij) over `pieces` linear pieces per unit (Goodfellow et al. 2013)."""
+
+    def __init__(self, n_in: int, units: int, pieces: int):
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = nn.Linear(n_in, units * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(-1, self.units, self.pieces).amax(dim=2)
+
+
+def _uniform_init(module: nn.Module, bound: float) -> None:
+    """pylearn2's `irange`: every weight U(-bound, bound), biases 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.uniform_(m.weight, -bound, bound)
+            nn.init.zeros_(m.bias)
+
+
+def mlp_generator(c: Config, out_dim: int, sigmoid: bool) -> nn.Sequential:
+    layers = [nn.Linear(c.z_dim, c.g_hidden), nn.ReLU(), nn.Linear(c.g_hidden, c.g_hidden), nn.ReLU()]
+    layers.append(nn.Linear(c.g_hidden, out_dim))
+    if sigmoid:
+        layers.append(nn.Sigmoid())
+    net = nn.Sequential(*layers)
+    _uniform_init(net, 0.05)
+    return net
+
+
+def mlp_discriminator(c: Config, in_dim: int) -> nn.Sequential:
+    net = nn.Sequential(
+        nn.Dropout(1 - c.d_input_keep),
+        Maxout(in_dim, c.d_units, c.d_pieces),
+        nn.Dropout(1 - c.d_hidden_keep),
+        Maxout(c.d_units, c.d_units, c.d_pieces),
+        nn.Dropout(1 - c.d_hidden_keep),
+        nn.Linear(c.d_units, 1),
+    )
+    _uniform_init(net, 0.005)
+    return net
+
+
+def conv_generator(c: Config) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(c.z_dim, 64 * 7 * 7),
+        nn.Unflatten(1, (64, 7, 7)),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),  # 14 x 14
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1),  # 28 x 28
+        nn.Sigmoid(),
+    )
+
+
+def conv_discriminator(c: Config) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 4, stride=2, padding=1),  # 14 x 14
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(32, 64, 4, stride=2, padding=1),  # 7 x 7
+        nn.BatchNorm2d(64),
+        nn.LeakyReLU(0.2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 1),
+    )
+
+
+def _grad_norm(params) -> float:
+    norms = [p.grad.norm() for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+class GAN(nn.Module):
+    """Generator G and discriminator D, each with its own optimiser, trained by Algorithm 1."""
+
+    Config = Config
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = c = config
+        self.toy = c.dataset != "mnist"
+        if self.toy and c.arch != "mlp":
+            raise UserError(f"dataset {c.dataset} is 2-D points: it needs arch=mlp, not {c.arch}")
+        if c.arch == "mlp":
+            out = 2 if self.toy else math.prod(IMAGE_SHAPE)
+            self.G = mlp_generator(c, out, sigmoid=not self.toy)
+            self.D = mlp_discriminator(c, out)
+        else:
+            self.G, self.D = conv_generator(c), conv_discriminator(c)
+        self.image_shape = (2,) if self.toy else IMAGE_SHAPE
+        # counters that the schedules and k depend on: buffers, so a resumed run continues them
+        self.register_buffer("d_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("g_updates", torch.zeros((), dtype=torch.long))
+        self.steps_per_epoch = 500  # set by `prepare`; only the momentum ramp uses it
+        self.optimizers = {"d": self._optimizer(self.D), "g": self._optimizer(self.G)}
+        # G's figures are reported every step, the latest ones (0 before G's first update when k > 1)
+        self._last_g: dict[str, float] = {"g_loss": 0.0, "g_grad_norm": 0.0}
+        self._collapsed = self._vanished = 0
+        self._g_peak = 0.0
+        self._warned: set[str] = set()
+
+    def _optimizer(self, net: nn.Module) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "adam":
+            return torch.optim.Adam(net.parameters(), lr=c.lr, betas=(c.beta1, 0.999))
+        return torch.optim.SGD(net.parameters(), lr=c.lr, momentum=c.momentum)
+
+    @property
+    def data_kind(self) -> str:
+        return "continuous"
+
+    def prepare(self, data, batch_size: int) -> None:
+        """Called by the training loop before the first step (a resumed run then loads its
+        weights over this). Starts G's output bias at the logits of the training data's pixel
+        means (the paper's `init_sigmoid_bias_from_marginals`), so G begins at the mean image,
+        and learns how many steps an epoch has, for the momentum ramp (counted in epochs)."""
+        self.steps_per_epoch = max(1, len(data.train_x) // batch_size)
+        if self.toy or self.config.arch != "mlp":
+            return
+        p = data.train_x.flatten(1).mean(0).clamp(1e-6, 1 - 1e-6)
+        with torch.no_grad():
+            self.G[-2].bias.copy_(torch.log(p / (1 - p)))
+
+    # ----------------------------------------------------------------------------------------
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z ~ p_z: uniform on [-sqrt 3, sqrt 3] (unit variance) or standard normal."""
+        device = self.d_updates.device
+        if self.config.noise == "uniform":
+            u = torch.rand(n, self.config.z_dim, generator=generator, device=device)
+            return (2 * u - 1) * math.sqrt(3)
+        return torch.randn(n, self.config.z_dim, generator=generator, device=device)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z) in the data's shape."""
+        return self.G(z).view(-1, *self.image_shape)
+
+    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
+        """D's logit l(x), shape (n,); D(x) = sigmoid(l)."""
+        x = x.flatten(1) if self.config.arch == "mlp" else x.view(-1, *IMAGE_SHAPE)
+        return self.D(x).squeeze(1)
+
+    def _schedule(self) -> None:
+        """Per-iteration SGD learning-rate decay and the momentum ramp, applied on top of the lr
+        the training loop set for this step."""
+        c = self.config
+        if c.optimizer != "sgd":
+            return
+        t = int(self.g_updates)
+        epoch = int(self.d_updates) / self.steps_per_epoch
+        ramp = min(1.0, epoch / c.momentum_epochs) if c.momentum_epochs else 1.0
+        momentum = c.momentum + (c.momentum_final - c.momentum) * ramp
+        for opt in self.optimizers.values():
+            for g in opt.param_groups:
+                g["lr"] = max(g["lr"] / c.lr_decay**t, c.min_lr)
+                g["momentum"] = momentum
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        c = self.config
+        x = batch["x"]
+        m = x.shape[0]
+        self._schedule()
+        # discriminator: ascend log D(x) + log(1 - D(G(z))), i.e. descend its negative
+        with torch.no_grad():
+            fake = self.generate(self.noise(m))
+        l_real, l_fake = self.discriminate(x), self.discriminate(fake)
+        d_loss = -(log_d(l_real).mean() + log_one_minus_d(l_fake).mean())
+        opt_d = self.optimizers["d"]
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_grad = _grad_norm(self.D.parameters())
+        opt_d.step()
+        self.d_updates += 1
+        if int(self.d_updates) % c.k == 0:
+            self._generator_step(m)
+        stats = {
+            "d_loss": float(d_loss.detach()),
+            "d_real": float(torch.sigmoid(l_real.detach()).mean()),
+            "d_fake": float(torch.sigmoid(l_fake.detach()).mean()),
+            "d_grad_norm": d_grad,
+            **self._last_g,
+        }
+        self._watch(stats)
+        return stats
+
+    def _generator_step(self, m: int) -> None:
+        l_fake = self.discriminate(self.generate(self.noise(m)))
+        if self.config.loss == "minimax":
+            g_loss = log_one_minus_d(l_fake).mean()  # descend log(1 - D(G(z)))
+        else:
+            g_loss = -log_d(l_fake).mean()  # descend -log D(G(z))
+        opt_g = self.optimizers["g"]
+        opt_g.zero_grad(set_to_none=True)
+        self.D.requires_grad_(False)  # D's parameters are not updated here: skip their gradients
+        try:
+            g_loss.backward()
+        finally:
+            self.D.requires_grad_(True)
+        self._last_g = {"g_loss": float(g_loss.detach()), "g_grad_norm": _grad_norm(self.G.parameters())}
+        opt_g.step()
+        self.g_updates += 1
+
+    def _watch(self, stats: dict[str, float]) -> None:
+        """Warn once when training has collapsed in one of the two ways that stall a GAN."""
+        self._collapsed = self._collapsed + 1 if stats["d_loss"] < _D_LOSS_COLLAPSE else 0
+        if self._collapsed >= _PATIENCE:
+            self._warn(
+                "d_collapse",
+                f"the discriminator's loss has stayed below {_D_LOSS_COLLAPSE:g} for {_PATIENCE} "
+                f"updates (step {int(self.d_updates)}): D rejects every sample and G may get no "
+                "useful gradient; try loss=non-saturating, a lower lr or k=1",
+            )
+        norm = stats["g_grad_norm"]
+        if math.isfinite(norm):
+            self._g_peak = max(self._g_peak, norm)
+            self._vanished = self._vanished + 1 if norm < _G_GRAD_VANISH * self._g_peak else 0
+        if self._vanished >= _PATIENCE:
+            self._warn(
+                "g_vanish",
+                f"the generator's gradient norm is {norm:.2e} at step {int(self.d_updates)}, "
+                f"down from {self._g_peak:.2e}: its gradients have vanished",
+            )
+
+    def _warn(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    # ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n samples G(z): images (n, 1, 28, 28) in [0, 1], or points (n, 2) on toy data."""
+        was = self.training
+        self.eval()
+        try:
+            return torch.cat([self.generate(z) for z in self.noise(n, generator).split(1000)])
+        finally:
+            self.train(was)
+
+    @torch.no_grad()
+    def evaluate(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Cheap held-out monitors: mean D(x) on the split and D(G(z)) on as many samples; on 2-D
+        toy data the mode statistics. Parzen, FID and coverage: `genlearn eval --metric`."""
+        x = data["x"]
+        fake = self.sample(len(x))
+        d_real = torch.cat([torch.sigmoid(self.discriminate(b)) for b in x.split(1000)])
+        d_fake = torch.cat([torch.sigmoid(self.discriminate(b)) for b in fake.split(1000)])
+        out = {"d_real": float(d_real.mean()), "d_fake": float(d_fake.mean())}
+        if self.toy:
+            from genlearn.data import toy
+
+            modes = toy.ring() if self.config.dataset == "ring8" else toy.grid()
+            out.update(toy.mode_stats(self.sample(toy.N_EVAL_SAMPLES), modes))
+        return out
