@@ -40,6 +40,8 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_train_vae.py
 	$(PY) benchmarks/bench_nll.py
+	$(PY) benchmarks/bench_draw.py
+	$(PY) benchmarks/bench_parzen.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
