@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a trained run on held-out data")
     e.add_argument("run")
-    e.add_argument("--metric", required=True, help="elbo, nll, probe")
+    e.add_argument("--metric", required=True, help="elbo, nll, probe, parzen, fid, coverage")
     e.add_argument("--k", type=int, default=5000, help="importance samples for nll")
     e.add_argument("--split", default="test", choices=("test", "valid"))
     e.add_argument("--seed", type=int, default=0)
@@ -194,7 +194,10 @@ def cmd_compare(args) -> int:
     if not shared:
         raise UserError("these runs share no metric; run `genlearn eval RUN --metric ...` on each first")
     header = ["run", "model", *shared]
-    table = [[run, name, *(f"{m[k]:.4f}" for k in shared)] for run, name, m in rows]
+    table = [
+        [run, name, *(f"{m[k]:.4f}" if isinstance(m[k], float) else str(m[k]) for k in shared)]
+        for run, name, m in rows
+    ]
     widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
     for r in [header, ["-" * w for w in widths], *table]:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))

@@ -19,8 +19,8 @@ Architecture (``ARCH_VERSION`` 1, LeNet-style, 0.35 M parameters)::
 Training recipe (``TrainSpec``): the 50,000 training images only, seed 0 for the initial weights,
 the shuffling and dropout (all drawn inside a forked RNG, so the caller's RNG state is untouched),
 Adam (lr 1e-3), batch 128, a cosine learning-rate decay to 0 over ``DEFAULT_EPOCHS`` = 6 epochs,
-no augmentation. It reaches 99.26% test accuracy (99.15% validation) in about 1.5 minutes on one
-CPU thread (torch 2.13, ~15 s per epoch).
+no augmentation (not needed for 99%). It reaches 99.27% test accuracy (99.14% validation) in
+about 75 s on one CPU thread (torch 2.13, ~12 s per epoch).
 
 The trained weights are cached under ``mnist.cache_dir()/classifier/``: ``lenet.safetensors`` (no
 pickle, so loading never executes code) and ``lenet.json`` beside it with the sha256 of the weights
@@ -57,7 +57,8 @@ from genlearn.train.checkpoint import atomic_write, write_json
 ARCH_VERSION = 1
 FEATURE_DIM = 256
 NUM_CLASSES = 10
-CHUNK = 2000  # images per forward call at inference: bounded memory, big enough to be efficient
+CHUNK = 256  # images per forward call at inference on a CPU: faster than bigger (cache-bound)
+CUDA_CHUNK = 4096
 SUBDIR = "classifier"
 WEIGHTS_FILE = "lenet.safetensors"
 INFO_FILE = "lenet.json"
@@ -65,7 +66,7 @@ DEFAULT_EPOCHS = 6
 
 
 def as_images(x: Tensor, what: str = "images") -> Tensor:
-    """(n, 1, 28, 28) or (n, 784) intensities in [0, 1] -> a float (n, 1, 28, 28) view.
+    """(n, 1, 28, 28) or (n, 784) intensities in [0, 1] -> a float (n, 1, 28, 28) tensor.
 
     Refuses other shapes and values outside [0, 1] (images in 0..255 or [-1, 1] would give
     meaningless features without any error otherwise).
@@ -73,7 +74,7 @@ def as_images(x: Tensor, what: str = "images") -> Tensor:
     if not isinstance(x, Tensor):
         raise UserError(f"{what} must be a torch.Tensor, not {type(x).__name__}")
     if x.dim() == 2 and x.shape[1] == 784:
-        x = x.view(-1, 1, 28, 28)
+        x = x.reshape(-1, 1, 28, 28)
     elif x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
         raise UserError(f"{what} must have shape (n, 1, 28, 28) or (n, 784), not {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -113,7 +114,8 @@ class MNISTClassifier(nn.Module):
         device = self.fc2.weight.device
         if x.shape[0] == 0:
             return torch.zeros(0, width, device=device)
-        return torch.cat([fn(chunk.to(device, torch.float32)) for chunk in x.split(CHUNK)])
+        size = CUDA_CHUNK if device.type == "cuda" else CHUNK
+        return torch.cat([fn(chunk.to(device, torch.float32)) for chunk in x.split(size)])
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate-layer activations (n, 256), the space the Frechet distance is measured in."""
@@ -156,9 +158,7 @@ def _rng_devices(device: torch.device) -> list[int]:
     return [device.index or 0] if device.type == "cuda" else []
 
 
-def _train_epochs(
-    model: MNISTClassifier, x: Tensor, y: Tensor, spec: TrainSpec, progress: bool
-) -> None:
+def _train_epochs(model: MNISTClassifier, x: Tensor, y: Tensor, spec: TrainSpec, progress: bool) -> None:
     """Adam with a per-step cosine learning rate decaying to 0; shuffling from a seeded generator."""
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
     steps_per_epoch = -(-x.shape[0] // spec.batch_size)
@@ -185,12 +185,13 @@ def train_classifier(
     device: str | torch.device = "cpu",
     progress: bool = True,
     data: mnist.MNIST | None = None,
+    evaluate: bool = True,
 ) -> tuple[MNISTClassifier, dict[str, Any]]:
     """Train from scratch as `spec` says; returns the model (eval mode) and its training details.
 
     All randomness (initial weights, shuffling, dropout) comes from seed `spec.seed` inside a forked
     RNG, so two runs on the same device and torch version give the same weights and the caller's
-    random state is left as it was.
+    random state is left as it was. `evaluate` adds the test and validation accuracies to the details.
     """
     spec.check()
     device = torch.device(device)
@@ -203,20 +204,19 @@ def train_classifier(
         model = MNISTClassifier().to(device)
         _train_epochs(model, x, y, spec, progress)
     seconds = time.perf_counter() - start
-    info = {
-        "arch_version": ARCH_VERSION,
-        "test_accuracy": round(accuracy(model, data.test_x, data.test_y), 6),
-        "valid_accuracy": round(accuracy(model, data.valid_x, data.valid_y), 6),
-        "training": {
-            **dataclasses.asdict(spec),
-            "train_images": int(n),
-            "optimizer": "Adam, cosine decay to 0 per step",
-            "augmentation": "none",
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-            "seconds": round(seconds, 1),
-            "torch": torch.__version__,
-        },
+    info: dict[str, Any] = {"arch_version": ARCH_VERSION}
+    if evaluate:
+        info["test_accuracy"] = round(accuracy(model, data.test_x, data.test_y), 6)
+        info["valid_accuracy"] = round(accuracy(model, data.valid_x, data.valid_y), 6)
+    info["training"] = {
+        **dataclasses.asdict(spec),
+        "train_images": int(n),
+        "optimizer": "Adam, cosine decay to 0 per step",
+        "augmentation": "none",
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "seconds": round(seconds, 1),
+        "torch": torch.__version__,
     }
     return model, info
 
@@ -287,16 +287,17 @@ def load_classifier(
     cache_dir: str | Path | None = None,
     epochs: int = DEFAULT_EPOCHS,
     train_limit: int = 0,
+    batch_size: int = TrainSpec.batch_size,
     data: mnist.MNIST | None = None,
 ) -> MNISTClassifier:
     """The trained classifier in eval mode with frozen weights, from memory, the disk cache, or training.
 
-    `cache_dir` defaults to ``mnist.cache_dir()/classifier``; `epochs` and `train_limit` exist so
-    tests can train a small one quickly (a cache trained with other settings is retrained, not
+    `cache_dir` defaults to ``mnist.cache_dir()/classifier``; `epochs`, `train_limit` and
+    `batch_size` exist so tests can train a small one quickly (a cache trained with other settings is retrained, not
     used). A cache whose checksum does not match prints a one-line warning to stderr and is
     retrained; `progress` shows a tqdm bar while training. `data` saves reloading MNIST.
     """
-    spec = TrainSpec(epochs=epochs, train_limit=train_limit)
+    spec = TrainSpec(epochs=epochs, train_limit=train_limit, batch_size=batch_size)
     spec.check()
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     device = torch.device(device)

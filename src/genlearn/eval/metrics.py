@@ -81,8 +81,55 @@ def parzen(model, data, opts) -> dict[str, Any]:
     return out
 
 
-METRICS: dict[str, Callable[..., dict[str, Any]]] = {"elbo": elbo, "nll": nll, "probe": probe, "parzen": parzen}
-PLANNED = ("fid", "coverage", "ais")
+N_SAMPLE_METRIC = 10_000  # samples scored by fid and coverage
+
+
+def _classifiable(samples: torch.Tensor) -> torch.Tensor:
+    """The samples if the MNIST classifier can read them (checked before it is loaded or trained)."""
+    from genlearn.eval.classifier import as_images
+
+    return as_images(samples, "the model's samples")
+
+
+def fid(model, data, opts) -> dict[str, Any]:
+    """Frechet distance between the in-project classifier's features of 10,000 samples and of the
+    split's images, with the same distance for the 10,000 validation images as the floor."""
+    from genlearn.eval import sample_metrics as sm
+    from genlearn.eval.classifier import load_classifier
+
+    full = data["mnist"]
+    held = getattr(full, f"{opts.split}_x")
+    samples = _classifiable(_samples(model, N_SAMPLE_METRIC, opts.seed))
+    classifier = load_classifier(progress=opts.progress)
+    floor_set = full.valid_x if opts.split == "test" else full.test_x
+    return {"fid": sm.fid(samples, held, classifier), "fid_real": sm.fid(floor_set, held, classifier)}
+
+
+def coverage(model, data, opts) -> dict[str, Any]:
+    """Class histogram of 10,000 samples by the classifier, its KL from uniform, and the
+    classifier score exp(E KL(p(y|x) || p(y)))."""
+    from genlearn.eval import sample_metrics as sm
+    from genlearn.eval.classifier import load_classifier
+
+    samples = _classifiable(_samples(model, N_SAMPLE_METRIC, opts.seed))
+    classifier = load_classifier(progress=opts.progress)
+    cov = sm.coverage(samples, classifier)
+    return {
+        "coverage_kl": cov["kl_to_uniform"],
+        "classifier_score": sm.classifier_score(samples, classifier),
+        "class_histogram": [round(float(h), 4) for h in cov["histogram"]],
+    }
+
+
+METRICS: dict[str, Callable[..., dict[str, Any]]] = {
+    "elbo": elbo,
+    "nll": nll,
+    "probe": probe,
+    "parzen": parzen,
+    "fid": fid,
+    "coverage": coverage,
+}
+PLANNED = ("ais",)
 
 
 def check_name(name: str) -> None:

@@ -1,0 +1,113 @@
+"""`genlearn eval --metric parzen | fid | coverage`: the sample-based metrics as a user runs them,
+on a tiny trained GAN and on stand-in models whose samples are known."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import assert_user_error, needs_mnist, one_thread, run_cli, run_main
+from genlearn.eval import classifier as clf
+from genlearn.eval import metrics
+from genlearn.eval.parzen import DEFAULT_SIGMAS
+
+pytestmark = [pytest.mark.slow, needs_mnist]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, mnist_full) -> clf.MNISTClassifier:
+    """The small classifier of test_classifier.py / test_sample_metrics.py (same cache, same settings)."""
+    directory = tmp_path_factory.getbasetemp() / "small-classifier"
+    with one_thread():
+        return clf.load_classifier(
+            progress=False, cache_dir=directory, epochs=2, train_limit=15_000, batch_size=32, data=mnist_full
+        )
+
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("gan") / "run"
+    proc = run_cli("train", "dcgan", "--out", run, "--quiet", "--set", "epochs=1", "train_limit=2000")
+    assert proc.returncode == 0, proc.stderr
+    return run
+
+
+def eval_json(run, metric: str, monkeypatch=None, classifier=None) -> dict:
+    if classifier is not None:
+        monkeypatch.setattr(clf, "load_classifier", lambda **_: classifier)
+    proc = run_main("eval", run, "--metric", metric, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_parzen_of_a_gan_run_follows_the_protocol_and_is_recorded(gan_run):
+    out = eval_json(gan_run, "parzen")
+    assert out["parzen_sigma"] in DEFAULT_SIGMAS and out["parzen_real_train_sigma"] in DEFAULT_SIGMAS
+    assert out["parzen_stderr"] > 0
+    # the ceiling is a property of the data alone: 10,000 training images against the test set
+    assert out["parzen_real_train"] == pytest.approx(241.19, abs=0.01)
+    assert out["parzen"] < out["parzen_real_train"]  # one epoch on 2,000 images is far from it
+    recorded = json.loads((gan_run / "results.json").read_text())["metrics"]
+    assert recorded["parzen"] == out["parzen"]
+
+
+def test_fid_and_coverage_of_a_gan_run(gan_run, small, monkeypatch):
+    fid = eval_json(gan_run, "fid", monkeypatch, small)
+    assert fid["fid"] > 5 * fid["fid_real"] > 0
+    cov = eval_json(gan_run, "coverage", monkeypatch, small)
+    assert sum(cov["class_histogram"]) == pytest.approx(1.0, abs=1e-3)
+    assert 0 <= cov["coverage_kl"] <= math.log(10) + 1e-9
+    assert 1 <= cov["classifier_score"] <= 10
+
+
+class _Replay(torch.nn.Module):
+    """A stand-in model whose samples are given images, drawn in order."""
+
+    def __init__(self, images: torch.Tensor):
+        super().__init__()
+        self.images, self.at = images, 0
+
+    def sample(self, n: int, generator=None) -> torch.Tensor:
+        out = self.images[self.at : self.at + n]
+        self.at += n
+        return out
+
+
+def _opts() -> SimpleNamespace:
+    return SimpleNamespace(seed=0, split="test", progress=False, k=1)
+
+
+def test_a_model_that_samples_real_images_scores_like_real_images(mnist_full, small, monkeypatch):
+    monkeypatch.setattr(clf, "load_classifier", lambda **_: small)
+    data = {"mnist": mnist_full}
+    with one_thread():
+        fid = metrics.compute("fid", _Replay(mnist_full.valid_x), data, _opts())
+        cov = metrics.compute("coverage", _Replay(mnist_full.valid_x), data, _opts())
+    assert fid["fid"] == pytest.approx(fid["fid_real"], rel=1e-9)  # the samples are the floor set
+    assert cov["coverage_kl"] < 0.01 and cov["classifier_score"] > 9
+
+
+def test_a_model_of_one_digit_has_no_coverage(mnist_full, small, monkeypatch):
+    monkeypatch.setattr(clf, "load_classifier", lambda **_: small)
+    ones = mnist_full.train_x[mnist_full.train_y == 1][:1000].repeat(10, 1, 1, 1)
+    with one_thread():
+        cov = metrics.compute("coverage", _Replay(ones), {"mnist": mnist_full}, _opts())
+    assert cov["coverage_kl"] > 0.9 * math.log(10)
+    assert cov["classifier_score"] < 1.5
+
+
+def test_fid_of_a_model_with_other_images_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(clf, "load_classifier", lambda **_: pytest.fail("loaded the classifier"))
+    run = tmp_path / "d2"
+    proc = run_cli(
+        "train", "draw-2digit", "--out", run, "--quiet", "--set", "epochs=1", "train_limit=100", "T=2"
+    )
+    assert proc.returncode == 0, proc.stderr
+    for metric in ("fid", "coverage"):  # refused before the classifier is loaded (or trained)
+        assert_user_error(
+            run_main("eval", run, "--metric", metric), contains="must have shape (n, 1, 28, 28)"
+        )
