@@ -115,7 +115,7 @@ def _mistakes(run: Path, tmp: Path) -> dict[str, tuple[list, dict, str, Path | N
         "resume: empty directory": (["train", "vae", "--out", tmp / "empty_dir", "--resume"], {}, "not a genlearn run", None),
         "resume: another model's run": (["train", "autoencoder", "--out", run, "--resume"], {}, "'vae' run", None),
         "unknown metric": (["eval", run, "--metric", "nosuch"], {}, "unknown metric 'nosuch'", None),
-        "planned metric": (["eval", run, "--metric", "ais"], {}, "not implemented", None),
+        "metric of another family": (["eval", run, "--metric", "ais"], {}, "does not apply", None),
         "--k 0": (["eval", run, "--metric", "nll", "--k", "0"], {}, "--k", None),
         "sample --n 0": (["sample", run, "--n", "0", "--out", tmp / "x.png"], {}, "--n", None),
         "sample --out .jpg": (["sample", run, "--out", tmp / "x.jpg"], {}, ".png, .npz or .gif", tmp / "x.jpg"),

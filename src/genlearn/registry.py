@@ -117,3 +117,9 @@ register(
     "small convolutional GAN for MNIST (after Radford et al. 2016), Adam; the modern baseline",
     arch="conv", optimizer="adam", lr=2e-4, noise="gaussian",
 )  # fmt: skip
+register(
+    "rbm",
+    "genlearn.models.rbm",
+    "RBM",
+    "binary restricted Boltzmann machine, CD-k or persistent CD; AIS log-likelihood (Salakhutdinov & Murray 2008)",
+)

@@ -47,7 +47,7 @@ def _onednn_linear_works() -> bool:
 _ONEDNN: bool | None = None
 
 
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x W^T + b without autograd: oneDNN for float32 on the CPU when it works, else torch."""
     global _ONEDNN
     if x.device.type == "cpu" and x.dtype == torch.float32:
@@ -164,10 +164,10 @@ class _Linear(torch.autograd.Function):
         ctx.has_bias, ctx.rows = bias is not None, rows
         if rows is None:
             ctx.save_for_backward(x, weight_c)
-            return _linear(x, weight_t, bias)
+            return linear(x, weight_t, bias)
         ctx.slot, x_c = rows.add_input(x)
         ctx.save_for_backward(weight_c)
-        y = _linear(x_c, weight_t)
+        y = linear(x_c, weight_t)
         # without a bias the product stays in the compute dtype: it is only ever added to a
         # float32 gate pre-activation, and that addition converts it for free
         return y if bias is None else y.to(x.dtype).add_(bias)
@@ -176,13 +176,13 @@ class _Linear(torch.autograd.Function):
     def backward(ctx, dy):
         if ctx.rows is None:
             x, weight_c = ctx.saved_tensors
-            dx = _linear(dy, weight_c) if ctx.needs_input_grad[0] else None  # dy W^T
-            dw = _linear(x.t(), dy.t()) if ctx.needs_input_grad[1] else None  # x^T dy
+            dx = linear(dy, weight_c) if ctx.needs_input_grad[0] else None  # dy W^T
+            dw = linear(x.t(), dy.t()) if ctx.needs_input_grad[1] else None  # x^T dy
             db = dy.sum(0) if ctx.has_bias and ctx.needs_input_grad[3] else None
             return dx, dw, None, db, None, None, None
         (weight_c,) = ctx.saved_tensors
         dy_c = ctx.rows.add_grad(ctx.slot, dy)
-        dx = _linear(dy_c, weight_c) if ctx.needs_input_grad[0] else None  # autograd converts it
+        dx = linear(dy_c, weight_c) if ctx.needs_input_grad[0] else None  # autograd converts it
         return dx, None, dy.new_zeros((), dtype=torch.float32), None, None, None, None
 
 
@@ -211,8 +211,8 @@ class StepLinear:
         if not self.grad:
             bias = None if self.bias is None else self.bias.detach()
             if self.weight_t.dtype == x.dtype:
-                return _linear(x, self.weight_t, bias)
-            y = _linear(x.to(self.weight_t.dtype), self.weight_t).to(x.dtype)
+                return linear(x, self.weight_t, bias)
+            y = linear(x.to(self.weight_t.dtype), self.weight_t).to(x.dtype)
             return y if bias is None else y.add_(bias)
         return _Linear.apply(x, self.weight, self.token, self.bias, self.weight_t, self.weight_c, self.rows)
 

@@ -34,7 +34,9 @@ def training_curve(run_dir: Path) -> Path | None:
     if not path.exists():
         return None
     records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-    keys = next((ks for ks in (("loss",), ("d_loss", "g_loss")) if any(ks[0] in r for r in records)), None)
+    keys = next(
+        (ks for ks in (("loss",), ("d_loss", "g_loss"), ("recon",)) if any(ks[0] in r for r in records)), None
+    )
     train = [r for r in records if "split" not in r and keys and keys[0] in r]
     valid = [r for r in records if r.get("split") == "valid"]
     if not train:
