@@ -123,3 +123,15 @@ register(
     "RBM",
     "binary restricted Boltzmann machine, CD-k or persistent CD; AIS log-likelihood (Salakhutdinov & Murray 2008)",
 )
+register(
+    "dbn",
+    "genlearn.models.dbn",
+    "DBN",
+    "deep belief net: greedy stacked RBMs (Hinton et al. 2006), 784-500-2000; AIS variational bound",
+)
+register(
+    "dbm",
+    "genlearn.models.dbm",
+    "DBM",
+    "deep Boltzmann machine (Salakhutdinov & Hinton 2009), 784-500-1000, doubled pretraining; AIS bound",
+)

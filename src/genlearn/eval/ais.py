@@ -56,6 +56,7 @@ found), which is why the tests compare with exact values on models small enough 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -232,3 +233,42 @@ def rbm_log_likelihood(
         "log_z_low": low,
         "log_z_high": high,
     }
+
+
+def dbm_as_rbm(dbm: Any) -> Any:
+    """A two-hidden-layer DBM (anything with W1 (V x H1), W2 (H1 x H2), visible_bias,
+    hidden_bias1, hidden_bias2) as the RBM it is between h1 ("visible") and (v, h2) ("hidden"):
+    W = [W1^T, W2] (H1 x (V + H2)), visible biases c1, hidden biases [b, c2], detached, float32.
+
+    The layers of a DBM alternate, so given h1 the units of v and of h2 are all conditionally
+    independent, just as an RBM's hidden units are given its visible ones: the unnormalised
+    marginal p*(h1) = sum_{v,h2} exp(-E) is this RBM's exp(-F(h1)), and Z is the same number."""
+    W1, W2, b, c1, c2 = (
+        t.detach().float() for t in (dbm.W1, dbm.W2, dbm.visible_bias, dbm.hidden_bias1, dbm.hidden_bias2)
+    )
+    return SimpleNamespace(W=torch.cat([W1.t(), W2], 1), visible_bias=c1, hidden_bias=torch.cat([b, c2]))
+
+
+def dbm_log_partition(
+    dbm: Any,
+    n_runs: int = 100,
+    betas: Any = None,
+    base_bias: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float, float]:
+    """AIS estimate of log Z of a two-hidden-layer DBM and its +-3 standard deviation interval:
+    (log_z, log_z_low, log_z_high), as `rbm_log_partition` gives for an RBM.
+
+    The annealing runs over h1 alone, with v and h2 summed out analytically (Salakhutdinov &
+    Hinton 2009): the intermediate distributions are log p*_k(h1) = (1 - beta_k) b_A^T h1 +
+    beta_k c1^T h1 + sum_i softplus(beta_k (b + W1 h1)_i) + sum_m softplus(beta_k (c2 + h1^T W2)_m),
+    and each transition is one Gibbs sweep (v, h2) ~ p_k(. | h1), h1 ~ p_k(h1 | v, h2): the RBM
+    AIS of `ais_log_weights` on `dbm_as_rbm(dbm)`, with the same schedule (`default_betas`) and
+    interval. The base model has independent h1 units with biases `base_bias` (H1,) and zero
+    weights and zero biases elsewhere; when None it is uniform (base_bias = 0: every h1 state
+    equally likely, log Z_A = (H1 + V + H2) log 2), which needs no data. For lower variance on a
+    trained model pass the base rate of h1, e.g. `base_rate_bias` of mean-field posteriors of
+    training images (`genlearn.models.dbm.DBM.h1_base_rate`)."""
+    rbm = dbm_as_rbm(dbm)
+    base = torch.zeros_like(rbm.visible_bias) if base_bias is None else base_bias
+    return rbm_log_partition(rbm, n_runs, betas, base, generator)
