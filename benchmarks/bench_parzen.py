@@ -55,9 +55,13 @@ def main() -> None:
     ours_total = time.perf_counter() - t0
 
     gap = (ours[: args.ref_images] - ref.double()).abs().max().item()
-    print(f"reference (per image): {ref_per_image * 1e3:7.2f} ms/image -> {ref_per_image * 1e4:7.1f} s for 10,000")
+    print(
+        f"reference (per image): {ref_per_image * 1e3:7.2f} ms/image -> {ref_per_image * 1e4:7.1f} s for 10,000"
+    )
     print(f"genlearn (batched)   : {ours_total / 1e4 * 1e3:7.2f} ms/image -> {ours_total:7.1f} s for 10,000")
-    print(f"speed-up: {ref_per_image * 1e4 / ours_total:.1f}x;  max |difference| on shared images: {gap:.2e} nats")
+    print(
+        f"speed-up: {ref_per_image * 1e4 / ours_total:.1f}x;  max |difference| on shared images: {gap:.2e} nats"
+    )
     print(f"mean log-likelihood of the test images at sigma {SIGMA}: {ours.mean().item():.2f}")
 
 
