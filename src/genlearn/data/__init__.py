@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from genlearn.data.toy import TOYS
 from genlearn.errors import UserError
 
 IMAGE_DATASETS = ("mnist", "mnist-2digit")
-TOY_DATASETS = ("ring8", "grid25")  # VEEGAN's 2-D mixtures of Gaussians
+TOY_DATASETS = tuple(TOYS)  # VEEGAN's 2-D mixtures of Gaussians: ring8, grid25
 DATASETS = IMAGE_DATASETS + TOY_DATASETS
 
 

@@ -42,10 +42,6 @@ class Composer:
     def __len__(self) -> int:
         return self.pairs.shape[0]
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self), 1, SIZE, SIZE)
-
     def __getitem__(self, idx) -> torch.Tensor:
         if isinstance(idx, slice):
             idx = torch.arange(len(self))[idx]
@@ -88,7 +84,6 @@ class TwoDigitMNIST:
     valid_y: torch.Tensor
     test_x: Composer
     test_y: torch.Tensor
-    image_shape = (1, SIZE, SIZE)
 
     def split(self, name: str, binary: bool) -> dict[str, torch.Tensor]:
         """A held-out split as a batch dict; `binary` gives the fixed (seed 0) binarization."""

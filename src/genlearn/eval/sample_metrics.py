@@ -129,6 +129,14 @@ def _log_probs(classifier: nn.Module, images: Tensor, what: str = "samples") -> 
     return torch.log_softmax(logits, dim=1)
 
 
+def feature_stats(
+    images: Tensor, classifier: nn.Module | None = None, what: str = "images"
+) -> tuple[Tensor, Tensor]:
+    """(mean, covariance) of the classifier's penultimate features of `images`: what the Frechet
+    distance compares, computed once for a set that is compared with several others."""
+    return gaussian_stats(_check_features(_features(_classifier(classifier), images, what), what))
+
+
 def fid(samples: Tensor, reference_images: Tensor, classifier: nn.Module | None = None) -> float:
     """Frechet distance between the classifier's penultimate features of samples and real images."""
     model = _classifier(classifier)
@@ -137,10 +145,28 @@ def fid(samples: Tensor, reference_images: Tensor, classifier: nn.Module | None 
     return frechet_distance(feats_a, feats_b)
 
 
+def class_log_probs(samples: Tensor, classifier: nn.Module | None = None) -> Tensor:
+    """log p(y|x) of the samples (n, 10), float64: what the histogram and the score are made of."""
+    return _log_probs(_classifier(classifier), samples)
+
+
+def histogram_of(log_p: Tensor) -> Tensor:
+    """Fraction of rows assigned to each digit by argmax, shape (10,), float64, sums to 1."""
+    pred = log_p.argmax(1)
+    return torch.bincount(pred, minlength=NUM_CLASSES).to(torch.float64) / pred.numel()
+
+
+def score_of(log_p: Tensor) -> float:
+    """exp(E_x KL(p(y|x) || p(y))) with p(y) the mean of p(y|x): in [1, 10]."""
+    log_marginal = torch.logsumexp(log_p, dim=0) - math.log(log_p.shape[0])
+    p = log_p.exp()
+    kl = torch.where(p > 0, p * (log_p - log_marginal), 0.0).sum(1)  # 0 log 0 = 0
+    return math.exp(kl.mean().item())
+
+
 def class_histogram(samples: Tensor, classifier: nn.Module | None = None) -> Tensor:
     """Fraction of samples assigned to each digit by argmax, shape (10,), float64, sums to 1."""
-    pred = _log_probs(_classifier(classifier), samples).argmax(1)
-    return torch.bincount(pred, minlength=NUM_CLASSES).to(torch.float64) / pred.numel()
+    return histogram_of(class_log_probs(samples, classifier))
 
 
 def kl_to_uniform(hist: Tensor) -> float:
@@ -157,8 +183,4 @@ def coverage(samples: Tensor, classifier: nn.Module | None = None) -> dict[str, 
 
 def classifier_score(samples: Tensor, classifier: nn.Module | None = None) -> float:
     """exp(E_x KL(p(y|x) || p(y))) with p(y) the mean of p(y|x): in [1, 10]."""
-    log_p = _log_probs(_classifier(classifier), samples)
-    log_marginal = torch.logsumexp(log_p, dim=0) - math.log(log_p.shape[0])
-    p = log_p.exp()
-    kl = torch.where(p > 0, p * (log_p - log_marginal), 0.0).sum(1)  # 0 log 0 = 0
-    return math.exp(kl.mean().item())
+    return score_of(class_log_probs(samples, classifier))

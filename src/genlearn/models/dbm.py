@@ -77,10 +77,9 @@ from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.eval.ais import base_rate_bias, dbm_log_partition
 from genlearn.models import rbm
-from genlearn.models.dbn import BASE_RATE_IMAGES, CHUNK, MAX_EXACT_UNITS, rbm_config
-from genlearn.models.rbm import RBM, bernoulli, binary_states, linear
+from genlearn.models.dbn import BASE_RATE_IMAGES, CHUNK, MAX_EXACT_UNITS, prepare_stack, rbm_config
+from genlearn.models.rbm import RBM, bernoulli, binary_states, linear, visible_shape
 
-IMAGE_SHAPE = (1, 28, 28)
 EVAL_MF_STEPS = 30  # mean-field rounds for the reported bound (training uses mf_steps)
 PHASES = ("bottom", "top", "joint")
 
@@ -149,7 +148,7 @@ class DBM(nn.Module):
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        return IMAGE_SHAPE if self.n_visible == 784 else (self.n_visible,)
+        return visible_shape(self.n_visible)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -193,11 +192,8 @@ class DBM(nn.Module):
         """Before the first step: the bottom RBM's `prepare` (visible biases at the pixels' base
         rate), the epoch length for the phase schedule, a reference to the first training images
         (the top RBM's base rate is set from them when its turn comes), and the composition."""
-        self.bottom.prepare(data, batch_size)
-        self.steps_per_epoch = max(1, len(data.train_x) // batch_size)
-        for name in PHASES:
-            getattr(self, name).steps_per_epoch = self.steps_per_epoch
-        self._base_x = data.train_x[:BASE_RATE_IMAGES]
+        rbms = [getattr(self, name) for name in PHASES]  # bottom first
+        self.steps_per_epoch, self._base_x = prepare_stack(rbms, data, batch_size)
         self.compose()
 
     # ---------------------------------------------------------------------------------------

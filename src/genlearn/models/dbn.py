@@ -63,9 +63,8 @@ from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.eval.ais import base_rate_bias, rbm_log_partition
 from genlearn.models import rbm
-from genlearn.models.rbm import RBM, bernoulli, binary_states
+from genlearn.models.rbm import RBM, bernoulli, binary_states, visible_shape
 
-IMAGE_SHAPE = (1, 28, 28)
 BASE_RATE_IMAGES = 10_000  # training images that set an upper RBM's initial visible biases
 MAX_EXACT_UNITS = 16  # log_likelihood_exact enumerates each hidden layer below the top
 CHUNK = 500  # images per chunk in the bound and the exact likelihood
@@ -141,6 +140,18 @@ def log_bernoulli(logits: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
     return -F.binary_cross_entropy_with_logits(logits, states, reduction="none").sum(1)
 
 
+def prepare_stack(rbms, data, batch_size: int) -> tuple[int, torch.Tensor]:
+    """What a stack of RBMs (DBN, DBM) needs before its first step: the bottom RBM's `prepare`
+    (visible biases at the pixels' base rate), one epoch length for every RBM of the stack, and
+    the first training images, from which the upper RBMs' base rates are set when their turn
+    comes. Returns (steps per epoch, those images)."""
+    rbms[0].prepare(data, batch_size)
+    steps = max(1, len(data.train_x) // batch_size)
+    for layer in rbms:
+        layer.steps_per_epoch = steps
+    return steps, data.train_x[:BASE_RATE_IMAGES]
+
+
 class DBN(nn.Module):
     """Stacked RBMs (`layers[l]` between h_l and h_{l+1}, h_0 = x), trained greedily."""
 
@@ -167,7 +178,7 @@ class DBN(nn.Module):
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        return IMAGE_SHAPE if self.n_visible == 784 else (self.n_visible,)
+        return visible_shape(self.n_visible)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -177,11 +188,7 @@ class DBN(nn.Module):
         """Before the first step: the bottom RBM's `prepare` (visible biases at the pixels' base
         rate, PCD chains from it), the epoch length for the layer schedule, and a reference to the
         first training images, from which each upper RBM's base rate is set when its turn comes."""
-        self.layers[0].prepare(data, batch_size)
-        self.steps_per_epoch = max(1, len(data.train_x) // batch_size)
-        for layer in self.layers:
-            layer.steps_per_epoch = self.steps_per_epoch
-        self._base_x = data.train_x[:BASE_RATE_IMAGES]
+        self.steps_per_epoch, self._base_x = prepare_stack(self.layers, data, batch_size)
 
     # ---------------------------------------------------------------------------------------
     def layer_at(self, step: int) -> int:

@@ -55,9 +55,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlearn.config import Common, bounded, choice
+from genlearn.data import TOY_DATASETS
 from genlearn.errors import UserError
 
-GAN_DATASETS = ("mnist", "ring8", "grid25")
+GAN_DATASETS = ("mnist", *TOY_DATASETS)
 IMAGE_SHAPE = (1, 28, 28)
 # Collapse warnings, each after `_PATIENCE` consecutive updates: D's loss below _D_LOSS_COLLAPSE,
 # or G's gradient norm below _G_GRAD_VANISH times the largest it has been in this process (the
@@ -352,6 +353,5 @@ class GAN(nn.Module):
         if self.toy:
             from genlearn.data import toy
 
-            modes = toy.ring() if self.config.dataset == "ring8" else toy.grid()
-            out.update(toy.mode_stats(self.sample(toy.N_EVAL_SAMPLES), modes))
+            out.update(toy.mode_stats(self.sample(toy.N_EVAL_SAMPLES), toy.TOYS[self.config.dataset]()))
         return out

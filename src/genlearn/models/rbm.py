@@ -64,6 +64,14 @@ from genlearn.eval.ais import base_rate_bias
 from genlearn.nn.lstm import linear as _linear  # x W^T + b through oneDNN where it is faster
 
 IMAGE_SHAPE = (1, 28, 28)
+
+
+def visible_shape(n_visible: int) -> tuple[int, ...]:
+    """The shape of one visible vector as an image: (1, 28, 28) for MNIST, else flat (toy models
+    in tests). Shared by the RBM, DBN and DBM."""
+    return IMAGE_SHAPE if n_visible == 784 else (n_visible,)
+
+
 MAX_EXACT_UNITS = 25  # log_partition_exact enumerates 2^m states of the smaller layer
 EVAL_EXACT_UNITS = 16  # evaluate() adds the exact log-likelihood up to this size (fast enough)
 
@@ -150,7 +158,7 @@ class RBM(nn.Module):
     @property
     def image_shape(self) -> tuple[int, ...]:
         """(1, 28, 28) for MNIST; a flat vector for other sizes (toy models in tests)."""
-        return IMAGE_SHAPE if self.n_visible == 784 else (self.n_visible,)
+        return visible_shape(self.n_visible)
 
     def prepare(self, data, batch_size: int) -> None:
         """Before the first step (a resumed run then loads its checkpoint over this): visible
