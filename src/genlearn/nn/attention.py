@@ -256,23 +256,23 @@ class _Step(torch.autograd.Function):
         saved = {}
         if do_write:
             F_X, F_Y = F[:, 0, :N_w, :A], F[:, 1, :N_w, :B]
-            patch = params[:, :NN].reshape(n, N_w, N_w)
-            V = torch.bmm(patch, F_X)  # (n, N_w, A)
-            img = torch.bmm(F_Y.transpose(1, 2), V).div_(gamma[:, :1].unsqueeze(-1))
-            canvas = canvas + img.view(n, -1)
-            saved.update(patch=patch, V=V)
+            # 1/gamma folded into the N_w x N_w patch (a copy: keeping a view of `params` would
+            # keep the decoder's whole output alive until the backward pass)
+            pg = params[:, :NN].reshape(n, N_w, N_w) / gamma[:, :1].unsqueeze(-1)
+            V = torch.bmm(pg, F_X)  # (n, N_w, A)
+            canvas = torch.baddbmm(canvas.view(n, B, A), F_Y.transpose(1, 2), V).view(n, -1)
+            saved.update(pg=pg, V=V)
         else:
             canvas = canvas.clone()
         if do_read:
             F_X, F_Y = F[:, 0, -N_r:, :A], F[:, 1, -N_r:, :B]
             s = torch.sigmoid(canvas)
             X = x.reshape(n, B, A)
-            XX = torch.cat([X, X - s.view(n, B, A)], dim=2)  # [x | x^]: (n, B, 2A)
-            U = torch.bmm(F_Y, XX)  # [F_Y x | F_Y x^]: (n, N_r, 2A)
-            U2 = U.view(n, N_r, 2, A).transpose(1, 2).reshape(n, 2 * N_r, A)  # rows [F_Y x; F_Y x^]
+            UX = torch.bmm(F_Y, X)  # F_Y x: (n, N_r, A)
+            U2 = torch.cat([UX, UX - torch.bmm(F_Y, s.view(n, B, A))], dim=1)  # rows [F_Y x; F_Y x^]
             G = torch.bmm(U2, F_X.transpose(1, 2))  # rows [F_Y x F_X^T; F_Y x^ F_X^T]: (n, 2 N_r, N_r)
             r = G.view(n, -1) * gamma[:, -1:]
-            saved.update(ds=s - s * s, XX=XX, U2=U2, G=G)  # ds = dsigmoid(canvas)
+            saved.update(s=s, X=X, U2=U2, G=G)  # only s is per-step image-sized (x^ = x - s)
         else:
             r = canvas.new_empty(n, 0)
         # d(raw parameters) = factor * d(g_X, g_Y, k, delta, gamma): (n, 5, S)
@@ -281,13 +281,13 @@ class _Step(torch.autograd.Function):
         )
         ctx.geometry = (A, B, N_w, N_r, do_write, do_read, sets, first, params.shape[1])
         ctx.saved = saved
-        ctx.save_for_backward(F, dist, k_rows, gamma, factor)
+        ctx.save_for_backward(F, mu, k_rows, gamma, factor)  # a - mu is recomputed: (n, 2, R, L)
         return canvas, r
 
     @staticmethod
     def backward(ctx, d_canvas, d_r):
         A, B, N_w, N_r, do_write, do_read, sets, first, K = ctx.geometry
-        F, dist, k_rows, gamma, factor = ctx.saved_tensors
+        F, mu, k_rows, gamma, factor = ctx.saved_tensors
         sv, S = ctx.saved, len(sets)
         c = _grids(A, B, sets, F.dtype, F.device)
         n = F.shape[0]
@@ -298,22 +298,28 @@ class _Step(torch.autograd.Function):
             F_X, F_Y = F[:, 0, -N_r:, :A], F[:, 1, -N_r:, :B]
             d_gamma[:, 0, -1] = (d_r * sv["G"].view(n, -1)).sum(1)
             dG = (d_r * gamma[:, -1:]).view(n, 2 * N_r, N_r)
-            dU2 = torch.bmm(dG, F_X)  # (n, 2 N_r, A)
+            dU2 = torch.bmm(dG, F_X)  # (n, 2 N_r, A): d(F_Y x), d(F_Y x^)
             dF[:, 0, -N_r:, :A] = torch.bmm(dG.transpose(1, 2), sv["U2"])
-            dU = dU2.view(n, 2, N_r, A).transpose(1, 2).reshape(n, N_r, 2 * A)
-            dF[:, 1, -N_r:, :B] = torch.bmm(dU, sv["XX"].transpose(1, 2))
-            dXH = _outer_sum(F_Y, dU[:, :, A:])  # F_Y^T dU_x^: (n, B, A)
-            d_canvas = torch.addcmul(d_canvas, dXH.view(n, -1), sv["ds"], value=-1)  # x^ = x - sigmoid(c)
+            dUH = dU2[:, N_r:]  # F_Y x^ = F_Y x - F_Y s
+            s = sv["s"]
+            # dL/dF_Y = d(F_Y x) x^T - d(F_Y x^) s^T, with d(F_Y x) = dU_x + dU_x^
+            dF[:, 1, -N_r:, :B] = torch.baddbmm(
+                torch.bmm(dU2[:, :N_r] + dUH, sv["X"].transpose(1, 2)), dUH, s.view(n, B, A).transpose(1, 2), alpha=-1
+            )
+            # dL/dcanvas -= (F_Y^T dU_x^) sigmoid'(canvas), sigmoid' = s - s^2
+            dS = _outer_sum(F_Y, dUH).view(n, -1).mul_(s)
+            d_canvas = torch.sub(d_canvas, dS.addcmul_(dS, s, value=-1))
         if do_write:
             F_X, F_Y = F[:, 0, :N_w, :A], F[:, 1, :N_w, :B]
-            d_img = d_canvas.view(n, B, A) / gamma[:, :1].unsqueeze(-1)
+            d_img = d_canvas.view(n, B, A)
             dV = torch.bmm(F_Y, d_img)  # (n, N_w, A)
             dF[:, 1, :N_w, :B] = torch.bmm(sv["V"], d_img.transpose(1, 2))
-            d_patch = torch.bmm(dV, F_X.transpose(1, 2))
-            dF[:, 0, :N_w, :A] = torch.bmm(sv["patch"].transpose(1, 2), dV)
-            d_params[:, : N_w * N_w] = d_patch.view(n, -1)
-            # img = (...) / gamma: dL/dgamma = -sum(patch * d_patch) / gamma
-            d_gamma[:, 0, 0] = (sv["patch"] * d_patch).sum((1, 2)) / -gamma[:, 0]
+            d_pg = torch.bmm(dV, F_X.transpose(1, 2))  # dL/d(patch / gamma)
+            dF[:, 0, :N_w, :A] = torch.bmm(sv["pg"].transpose(1, 2), dV)
+            d_params[:, : N_w * N_w] = (d_pg / gamma[:, :1].unsqueeze(-1)).view(n, -1)
+            # patch / gamma: dL/dgamma = -sum(patch / gamma * dL/d(patch / gamma)) / gamma
+            d_gamma[:, 0, 0] = (sv["pg"] * d_pg).sum((1, 2)) / -gamma[:, 0]
+        dist = c["pixels"] - mu.unsqueeze(-1)  # a - mu: (n, 2, R, L)
         # through the softmax, then e = -k (a - mu)^2 with mu = g + offset * delta
         de = torch._softmax_backward_data(dF, F, -1, F.dtype)
         t = de * dist
