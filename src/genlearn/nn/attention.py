@@ -304,7 +304,10 @@ class _Step(torch.autograd.Function):
             s = sv["s"]
             # dL/dF_Y = d(F_Y x) x^T - d(F_Y x^) s^T, with d(F_Y x) = dU_x + dU_x^
             dF[:, 1, -N_r:, :B] = torch.baddbmm(
-                torch.bmm(dU2[:, :N_r] + dUH, sv["X"].transpose(1, 2)), dUH, s.view(n, B, A).transpose(1, 2), alpha=-1
+                torch.bmm(dU2[:, :N_r] + dUH, sv["X"].transpose(1, 2)),
+                dUH,
+                s.view(n, B, A).transpose(1, 2),
+                alpha=-1,
             )
             # dL/dcanvas -= (F_Y^T dU_x^) sigmoid'(canvas), sigmoid' = s - s^2
             dS = _outer_sum(F_Y, dUH).view(n, -1).mul_(s)
