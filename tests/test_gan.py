@@ -188,3 +188,44 @@ def test_conv_networks_on_2d_data_are_refused():
 
     with pytest.raises(UserError, match="arch=mlp"):
         registry.create("dcgan", dataset="ring8")
+
+
+def test_generator_average_follows_the_ema_recursion_and_draws_the_samples():
+    torch.manual_seed(0)
+    decay = 0.9
+    model = registry.create("dcgan", g_channels=8, d_channels=4, z_dim=8, g_ema=decay)
+    x = torch.rand(6, 1, 28, 28)
+    model.train_step({"x": x})  # the first update copies G
+    assert same(params(model.G_ema.module), params(model.G))
+    before = params(model.G_ema.module)
+    model.train_step({"x": x})
+    expected = [decay * b + (1 - decay) * g for b, g in zip(before, params(model.G))]
+    assert all(torch.allclose(e, a, atol=1e-7) for e, a in zip(expected, params(model.G_ema.module)))
+    assert not same(params(model.G_ema.module), params(model.G))
+    model.eval()
+    torch.manual_seed(1)
+    z = model.noise(4)
+    torch.manual_seed(1)
+    drawn = model.sample(4)
+    assert torch.equal(drawn, model.generate(z, average=True))
+    assert not torch.allclose(drawn, model.generate(z))  # not G's own
+
+
+@needs_mnist
+def test_resumed_run_with_a_generator_average_equals_an_uninterrupted_one(tmp_path):
+    sets = [
+        "g_channels=8",
+        "d_channels=4",
+        "z_dim=8",
+        "g_ema=0.9",
+        "train_limit=200",
+        "batch_size=50",
+        "eval_every=0",
+    ]
+    whole = run_cli("train", "dcgan", "--out", tmp_path / "whole", "--quiet", "--set", "epochs=2", *sets)
+    assert whole.returncode == 0, whole.stderr
+    half = run_cli("train", "dcgan", "--out", tmp_path / "half", "--quiet", "--set", "epochs=1", *sets)
+    assert half.returncode == 0, half.stderr
+    rest = run_cli("train", "dcgan", "--out", tmp_path / "half", "--resume", "--quiet", "--set", "epochs=2")
+    assert rest.returncode == 0, rest.stderr
+    assert_same_weights(tmp_path / "whole", tmp_path / "half")

@@ -126,6 +126,29 @@ def test_cd_k_runs_exactly_k_gibbs_steps_from_the_data(k):
     assert torch.allclose(negative_mean, law @ vs, atol=0.015), (negative_mean, law @ vs)
 
 
+def test_centred_gradient_is_the_plain_one_moved_by_the_offsets():
+    """Same samples (same seed), offsets mu and lambda: the centred statistics expand to
+    dW' = dW - mu dc^T - db lambda^T, and the plain biases' steps are db' - dW' lambda and
+    dc' - dW'^T mu with db' = db and dc' = dc; with zero offsets the two gradients are equal."""
+    plain, centred = tiny(7, 5, k=2), tiny(7, 5, k=2, centred=True)
+    data = (torch.rand(64, 7) < 0.4).float()
+    torch.manual_seed(3)
+    g = plain.gradients(data)
+    for offsets in ("zero", "random"):
+        mu = torch.zeros(7) if offsets == "zero" else torch.rand(7)
+        lam = torch.zeros(5) if offsets == "zero" else torch.rand(5)
+        centred.visible_offset.copy_(mu)
+        centred.hidden_offset.copy_(lam)
+        torch.manual_seed(3)
+        gc = centred.gradients(data)
+        dw = g["W"] - torch.outer(mu, g["hidden_bias"]) - torch.outer(g["visible_bias"], lam)
+        assert torch.allclose(gc["W"], dw, atol=1e-6)
+        assert torch.allclose(gc["visible_bias"], g["visible_bias"] - dw @ lam, atol=1e-6)
+        assert torch.allclose(gc["hidden_bias"], g["hidden_bias"] - dw.t() @ mu, atol=1e-6)
+        # the offsets then move towards the batch's means
+        assert torch.allclose(centred.visible_offset, 0.99 * mu + 0.01 * data.mean(0))
+
+
 def sample_teacher(n: int, seed: int = 0, flip: float = 0.05) -> torch.Tensor:
     """n 12-pixel vectors from a known multimodal distribution: one of three random prototypes,
     each pixel flipped with probability `flip` (entropy about log 3 + 12 H(0.05) = 3.5 nats)."""
@@ -135,11 +158,13 @@ def sample_teacher(n: int, seed: int = 0, flip: float = 0.05) -> torch.Tensor:
     return (prototypes[which] - (torch.rand(n, 12, generator=g) < flip).float()).abs()
 
 
-@pytest.mark.parametrize("method", ["pcd", "cd"])
-def test_training_increases_exact_log_likelihood(method):
+@pytest.mark.parametrize("method,centred", [("pcd", False), ("cd", False), ("pcd", True)])
+def test_training_increases_exact_log_likelihood(method, centred):
     data = sample_teacher(2000)
     torch.manual_seed(0)
-    config = Config(n_visible=12, n_hidden=6, method=method, lr=0.1, weight_decay=0.0, momentum_final=0.5)
+    config = Config(
+        n_visible=12, n_hidden=6, method=method, lr=0.1, weight_decay=0.0, momentum_final=0.5, centred=centred
+    )
     model = RBM(config)
     model.prepare(types.SimpleNamespace(train_x=data), 100)
     before = exact_log_likelihood(model, data)  # about -6.5: independent pixels at the base rate

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from genlearn.config import Common, bounded, choice
 from genlearn.data import TOY_DATASETS
@@ -88,6 +89,11 @@ class Config(Common):
     lr_decay: float = bounded(1.000004, min=1.0, help="lr divided by this every iteration (sgd)")
     min_lr: float = bounded(1e-6, min=0.0, help="floor of the decayed lr (sgd)")
     beta1: float = bounded(0.5, min=0.0, max=1.0, help="Adam's beta_1")
+    g_channels: int = bounded(64, min=1, help="channels of G's 7 x 7 layer, halved at 14 x 14 (conv)")
+    d_channels: int = bounded(32, min=1, help="channels of D's 14 x 14 layer, doubled at 7 x 7 (conv)")
+    g_ema: float = bounded(
+        0.0, min=0.0, max=0.99999, help="decay of a moving average of G's weights that samples; 0 = off"
+    )
     lr: float = bounded(0.1, min=0.0, help="learning rate")
 
 
@@ -145,28 +151,30 @@ def mlp_discriminator(c: Config, in_dim: int) -> nn.Sequential:
 
 
 def conv_generator(c: Config) -> nn.Sequential:
+    ch = c.g_channels
     return nn.Sequential(
-        nn.Linear(c.z_dim, 64 * 7 * 7),
-        nn.Unflatten(1, (64, 7, 7)),
-        nn.BatchNorm2d(64),
+        nn.Linear(c.z_dim, ch * 7 * 7),
+        nn.Unflatten(1, (ch, 7, 7)),
+        nn.BatchNorm2d(ch),
         nn.ReLU(),
-        nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),  # 14 x 14
-        nn.BatchNorm2d(32),
+        nn.ConvTranspose2d(ch, ch // 2, 4, stride=2, padding=1),  # 14 x 14
+        nn.BatchNorm2d(ch // 2),
         nn.ReLU(),
-        nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1),  # 28 x 28
+        nn.ConvTranspose2d(ch // 2, 1, 4, stride=2, padding=1),  # 28 x 28
         nn.Sigmoid(),
     )
 
 
 def conv_discriminator(c: Config) -> nn.Sequential:
+    ch = c.d_channels
     return nn.Sequential(
-        nn.Conv2d(1, 32, 4, stride=2, padding=1),  # 14 x 14
+        nn.Conv2d(1, ch, 4, stride=2, padding=1),  # 14 x 14
         nn.LeakyReLU(0.2),
-        nn.Conv2d(32, 64, 4, stride=2, padding=1),  # 7 x 7
-        nn.BatchNorm2d(64),
+        nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1),  # 7 x 7
+        nn.BatchNorm2d(2 * ch),
         nn.LeakyReLU(0.2),
         nn.Flatten(),
-        nn.Linear(64 * 7 * 7, 1),
+        nn.Linear(2 * ch * 7 * 7, 1),
     )
 
 
@@ -193,6 +201,13 @@ class GAN(nn.Module):
         else:
             self.G, self.D = conv_generator(c), conv_discriminator(c)
         self.image_shape = (2,) if self.toy else IMAGE_SHAPE
+        # G_ema: the exponential moving average of G's weights and batch-norm statistics
+        # (Yazici et al., ICLR 2019), updated after every generator step; it draws the samples.
+        # G's own iterates circle around the game's equilibrium, their average sits nearer it.
+        self.G_ema = None
+        if c.g_ema > 0:
+            self.G_ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(c.g_ema), use_buffers=True)
+            self.G_ema.requires_grad_(False)
         # counters that the schedules and k depend on: buffers, so a resumed run continues them
         self.register_buffer("d_updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("g_updates", torch.zeros((), dtype=torch.long))
@@ -235,9 +250,10 @@ class GAN(nn.Module):
             return (2 * u - 1) * math.sqrt(3)
         return torch.randn(n, self.config.z_dim, generator=generator, device=device)
 
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """G(z) in the data's shape."""
-        return self.G(z).view(-1, *self.image_shape)
+    def generate(self, z: torch.Tensor, average: bool = False) -> torch.Tensor:
+        """G(z) in the data's shape; with `average`, the moving-average generator's (if kept)."""
+        net = self.G_ema if average and self.G_ema is not None else self.G
+        return net(z).view(-1, *self.image_shape)
 
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
         """D's logit l(x), shape (n,); D(x) = sigmoid(l)."""
@@ -302,6 +318,8 @@ class GAN(nn.Module):
             self.D.requires_grad_(True)
         self._last_g = {"g_loss": float(g_loss.detach()), "g_grad_norm": _grad_norm(self.G.parameters())}
         opt_g.step()
+        if self.G_ema is not None:
+            self.G_ema.update_parameters(self.G)
         self.g_updates += 1
 
     def _watch(self, stats: dict[str, float]) -> None:
@@ -333,11 +351,12 @@ class GAN(nn.Module):
     # ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n samples G(z): images (n, 1, 28, 28) in [0, 1], or points (n, 2) on toy data."""
+        """n samples G(z): images (n, 1, 28, 28) in [0, 1], or points (n, 2) on toy data; from
+        the moving-average generator when `g_ema` keeps one."""
         was = self.training
         self.eval()
         try:
-            return torch.cat([self.generate(z) for z in self.noise(n, generator).split(1000)])
+            return torch.cat([self.generate(z, average=True) for z in self.noise(n, generator).split(1000)])
         finally:
             self.train(was)
 

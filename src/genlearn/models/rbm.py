@@ -51,7 +51,7 @@ than PCD's chains can follow).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -88,6 +88,10 @@ class Config(Common):
     momentum_epochs: float = bounded(5.0, min=0.0, help="epochs at the initial momentum")
     weight_decay: float = bounded(2e-4, min=0.0, help="L2 weight cost on W (not on the biases)")
     init_std: float = bounded(0.01, min=0.0, help="standard deviation of the initial weights")
+    centred: bool = field(
+        default=False, metadata={"help": "follow the centred gradient (offsets: data and hidden means)"}
+    )
+    offset_rate: float = bounded(0.01, min=0.0, max=1.0, help="moving-average rate of the centring offsets")
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -139,6 +143,9 @@ class RBM(nn.Module):
         # at the initial model's own distribution (here uniform; `prepare` redraws them).
         self.register_buffer("chains", (torch.rand(c.batch_size, c.n_visible) < 0.5).to(torch.uint8))
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))  # for the momentum ramp
+        if c.centred:  # the offsets mu (visible) and lambda (hidden); `prepare` sets mu
+            self.register_buffer("visible_offset", torch.full((c.n_visible,), 0.5))
+            self.register_buffer("hidden_offset", torch.full((c.n_hidden,), 0.5))
         self.steps_per_epoch = max(1, mnist.SIZES["train"] // c.batch_size)  # `prepare` sets it
         self.optimizers = {
             "model": torch.optim.SGD(
@@ -168,6 +175,8 @@ class RBM(nn.Module):
         self.steps_per_epoch = max(1, len(data.train_x) // batch_size)
         with torch.no_grad():
             self.visible_bias.copy_(base_rate_bias(data.train_x).to(self.visible_bias.device))
+            if self.config.centred:
+                self.visible_offset.copy_(torch.sigmoid(self.visible_bias))
             p = torch.sigmoid(self.visible_bias).expand_as(self.chains)
             self.chains.copy_(bernoulli(p).to(torch.uint8))
 
@@ -241,17 +250,45 @@ class RBM(nn.Module):
             v_neg, neg_input = self.gibbs_from_visible_input(self.visible_input(h), k)
             self.chains[:n] = v_neg.to(torch.uint8)
         ph_neg = torch.sigmoid(neg_input)
-        # negative minus positive statistics, both products in one: [v_k; v_0]^T [p_k; -p_0]
-        grad_w = linear(torch.cat([v_neg, v0]).t(), torch.cat([ph_neg, ph0.neg()]).t()).div_(n)
+        grads = self._centred_gradients(v0, ph0, v_neg, ph_neg) if self.config.centred else {}
+        if not grads:
+            # negative minus positive statistics, both products in one: [v_k; v_0]^T [p_k; -p_0]
+            grad_w = linear(torch.cat([v_neg, v0]).t(), torch.cat([ph_neg, ph0.neg()]).t()).div_(n)
+            grads = {"W": grad_w, "visible_bias": (v_neg - v0).mean(0), "hidden_bias": (ph_neg - ph0).mean(0)}
         return {
-            "W": grad_w,
-            "visible_bias": (v_neg - v0).mean(0),
-            "hidden_bias": (ph_neg - ph0).mean(0),
+            **grads,
             "recon": float(F.binary_cross_entropy_with_logits(recon_logits, v0, reduction="sum")) / n,
             "free_energy_gap": float(
                 self._free_energy_from(v0, pos_input).mean() - self._free_energy_from(v_neg, neg_input).mean()
             ),
         }
+
+    def _centred_gradients(self, v0, ph0, v_neg, ph_neg) -> dict[str, torch.Tensor]:
+        """The centred gradient (Montavon & Mueller 2012; Melchior, Fischer & Wiskott, JMLR 2016),
+        expressed in this RBM's own parameters.
+
+        With offsets mu (visible) and lambda (hidden), the centred energy is
+        -(v - mu)^T W' (h - lambda) - b'^T (v - mu) - c'^T (h - lambda): the same family of models
+        (W = W', b = b' - W' lambda, c = c' - W'^T mu, up to a constant), whose gradient in the
+        centred parameters is
+
+            dW' = <(v - mu)(h - lambda)^T>_model - <...>_data,  db' = <v>_m - <v>_d,  dc' = <h>_m - <h>_d
+
+        and is far better conditioned when mu and lambda are the units' means. A step along it,
+        mapped through the linear map above, is the step below on (W, b, c); the offsets follow
+        the data's and the hidden units' means by a moving average (rate `offset_rate`), which
+        moves no parameter: the model is stored in the plain parameters throughout."""
+        n, mu, lam = v0.shape[0], self.visible_offset, self.hidden_offset
+        dw = linear(torch.cat([v_neg, v0]).sub_(mu).t(), torch.cat([ph_neg - lam, lam - ph0]).t()).div_(n)
+        grads = {
+            "W": dw,
+            "visible_bias": (v_neg - v0).mean(0) - dw @ lam,
+            "hidden_bias": (ph_neg - ph0).mean(0) - dw.t() @ mu,
+        }
+        rate = self.config.offset_rate  # the offsets move after the step's gradient is formed
+        mu.lerp_(v0.mean(0), rate)
+        lam.lerp_(ph0.mean(0), rate)
+        return grads
 
     def _chains(self, n: int) -> torch.Tensor:
         if n > len(self.chains):
