@@ -186,6 +186,22 @@ def test_layers_train_in_turn_on_the_frozen_layers_output():
     assert [even.layer_at(s) for s in (0, 7, 8, 15, 16, 23, 99)] == [0, 0, 1, 1, 2, 2, 2]
 
 
+def test_the_lr_schedule_runs_once_per_layer():
+    """Each RBM anneals over its own steps: with a cosine schedule to 0 the learning rate is back at
+    its peak when a layer starts and near 0 at the end of each layer, in the training loop itself."""
+    from genlearn.train.loop import lr_factor, schedule_progress
+
+    data = teacher(400)
+    model = DBN(Config(n_visible=12, hidden="8,6", epochs=4, batch_size=100, epochs_per_layer=1.5))
+    model.prepare(types.SimpleNamespace(train_x=data), 100)  # 16 steps: 6 of layer 1, 10 of layer 2
+    progress = [schedule_progress(model, s, 16) for s in range(16)]
+    assert progress[0] == 0.0 and progress[6] == 0.0
+    assert progress[5] == pytest.approx(5 / 6) and progress[15] == pytest.approx(9 / 10)
+    assert all(a < b for a, b in zip(progress[:5], progress[1:6]))
+    assert lr_factor("cosine", progress[6], 0.0) == 1.0
+    assert schedule_progress(object(), 4, 16) == 0.25  # models without phases: the whole run
+
+
 @pytest.mark.parametrize("propagate", ["sample", "mean"])
 def test_what_the_frozen_layers_pass_up(propagate):
     data = teacher(100)

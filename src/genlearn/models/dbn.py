@@ -191,13 +191,22 @@ class DBN(nn.Module):
         self.steps_per_epoch, self._base_x = prepare_stack(self.layers, data, batch_size)
 
     # ---------------------------------------------------------------------------------------
+    def _steps_per_layer(self) -> int:
+        c = self.config
+        per_layer = c.epochs_per_layer if c.epochs_per_layer > 0 else c.epochs / len(self.layers)
+        return max(1, round(per_layer * self.steps_per_epoch))
+
     def layer_at(self, step: int) -> int:
         """The RBM that trains at (0-based) step `step`: each layer below the top for
         `epochs_per_layer` epochs (or epochs / L when that is 0), the top for the rest."""
-        c, n = self.config, len(self.layers)
-        per_layer = c.epochs_per_layer if c.epochs_per_layer > 0 else c.epochs / n
-        steps = max(1, round(per_layer * self.steps_per_epoch))
-        return min(step // steps, n - 1)
+        return min(step // self._steps_per_layer(), len(self.layers) - 1)
+
+    def schedule_progress(self, step: int, total_steps: int) -> float:
+        """The training loop's lr schedule runs once per layer: each RBM is trained, and its
+        learning rate annealed, as if it were trained alone (progress through its own steps)."""
+        index, steps = self.layer_at(step), self._steps_per_layer()
+        end = total_steps if index == len(self.layers) - 1 else (index + 1) * steps
+        return (step - index * steps) / max(end - index * steps, 1)
 
     @torch.no_grad()
     def up(

@@ -54,6 +54,14 @@ def lr_factor(schedule: str, progress: float, final: float) -> float:
     return 1.0
 
 
+def schedule_progress(model, step: int, total_steps: int) -> float:
+    """How far the lr schedule has run at `step`: step / total_steps, or the model's own
+    `schedule_progress(step, total_steps)` where it trains in phases that each want the whole
+    schedule (a DBN's layers, one after another)."""
+    own = getattr(model, "schedule_progress", None)
+    return own(step, total_steps) if own is not None else step / max(total_steps, 1)
+
+
 @contextmanager
 def _separate_rng(seed: int):
     """Evaluation and pictures draw from their own seed and leave the training RNG untouched."""
@@ -265,7 +273,9 @@ def fit(
                 if binary:
                     x = mnist.binarize(x, data_gen)
                 batch = {"x": x[rows].to(device, non_blocking=True), "y": data.train_y[idx][rows].to(device)}
-                factor = lr_factor(config.lr_schedule, step / max(total_steps, 1), config.lr_final)
+                factor = lr_factor(
+                    config.lr_schedule, schedule_progress(model, step, total_steps), config.lr_final
+                )
                 for opt in model.optimizers.values():
                     for g in opt.param_groups:
                         g["lr"] = g["initial_lr"] * factor
