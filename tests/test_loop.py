@@ -514,3 +514,16 @@ def test_train_into_an_existing_run_without_resume_refuses(tmp_path, finished_ru
     proc = run_cli("train", "vae", "--out", run_dir, "--set", "epochs=1", cwd=tmp_path)
     assert_user_error(proc, status=2, contains="--resume")
     assert _digest(run_dir) == before, "refusing must not touch the run"
+
+
+def test_json_files_are_standard_json_with_null_for_non_finite_numbers(tmp_path):
+    from genlearn.train import checkpoint
+
+    obj = {"low": float("-inf"), "high": float("inf"), "nan": float("nan"), "x": [1.5, float("inf")], "n": 3}
+    checkpoint.write_json(tmp_path / "r.json", obj)
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    back = json.loads((tmp_path / "r.json").read_text(), parse_constant=refuse)
+    assert back == {"low": None, "high": None, "nan": None, "x": [1.5, None], "n": 3}

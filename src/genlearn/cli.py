@@ -146,6 +146,7 @@ def cmd_eval(args) -> int:
     from genlearn import data as datasets
     from genlearn import runs
     from genlearn.eval import metrics
+    from genlearn.train import checkpoint
     from genlearn.train.loop import resolve_device
 
     if args.k < 1:
@@ -165,7 +166,7 @@ def cmd_eval(args) -> int:
         runs.record_metrics(args.run, result)
     if args.json:
         print(
-            json.dumps(
+            checkpoint.dumps(
                 {
                     "run": args.run,
                     "metric": args.metric,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,25 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     os.replace(tmp, path)
 
 
+def strict(obj: Any) -> Any:
+    """`obj` with every non-finite float (an unbounded AIS interval, a diverged loss) as None, so
+    that it encodes as standard JSON (null) rather than Python's Infinity / NaN extensions."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, **kwargs) -> str:
+    """Standard JSON: non-finite floats written as null (`strict`)."""
+    return json.dumps(strict(obj), allow_nan=False, **kwargs)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    atomic_write(path, dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | Path) -> dict:
