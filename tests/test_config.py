@@ -212,3 +212,19 @@ def test_preset_applies_before_the_users_values(monkeypatch):
     config = registry.make_config("vae-tiny", {"hidden_units": "16"})
     assert config.hidden_units == 16 and config.latent_dim == 3
     assert registry.create("vae-tiny").latent_dim == 3
+
+
+def test_every_shipped_config_file_names_its_model_and_is_valid_for_it():
+    from pathlib import Path
+
+    from genlearn import config as cfg
+    from genlearn import registry
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+    assert files
+    for path in files:
+        values = cfg.read_toml(path)
+        name = values.pop("model")
+        config = registry.make_config(name, values)  # unknown or out-of-range fields raise
+        for key, value in values.items():
+            assert getattr(config, key) == value, (path.name, key)
