@@ -247,9 +247,11 @@ class DRAW(nn.Module):
         dtype = torch.bfloat16 if lowp else None
         layers = (self.enc_in, self.q, self.dec_in, self.dec_out)
         uses = (self.T, self.T, self.T, self.T + 1)  # dec_out also maps h^dec_0
-        enc_in, q, dec_in, dec_out = (StepLinear(m, u, dtype=dtype) for m, u in zip(layers, uses))
+        enc_in, q, dec_in = (StepLinear(m, u, dtype=dtype) for m, u in zip(layers[:3], uses[:3]))
+        # [decoder gates | write and read | encoder gates] as three outputs (see `_Linear`)
+        dec_out = StepLinear(self.dec_out, uses[3], dtype=dtype, widths=self.sizes)
         canvas, h_enc, cell_enc, h_dec, cell_dec = self._initial(n)
-        dec_gates, attend, enc_gates = dec_out(h_dec).split(self.sizes, dim=1)
+        dec_gates, attend, enc_gates = dec_out(h_dec)
         if self.attention:
             canvas, r = self._attend(attend, canvas, x, first=True, last=False)
         else:
@@ -265,7 +267,7 @@ class DRAW(nn.Module):
             q_t = q(h_enc)  # [mu_t, log sigma_t^2]
             z = reparameterize(q_t, eps[t])
             h_dec, cell_dec = lstm_pointwise(dec_in(z), cell_dec, dec_gates)
-            dec_gates, attend, enc_gates = dec_out(h_dec).split(self.sizes, dim=1)
+            dec_gates, attend, enc_gates = dec_out(h_dec)
             if self.attention:
                 canvas, r = self._attend(attend, canvas, x, first=False, last=t == self.T - 1)
             else:

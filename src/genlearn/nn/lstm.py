@@ -113,12 +113,21 @@ class _Rows:
         self.used += 1
         return slot, block
 
-    def add_grad(self, slot: int, dy: torch.Tensor) -> torch.Tensor:
-        """Keep dy (n, out) for the weight gradient; returns it in the compute dtype."""
+    def add_grad(
+        self, slot: int, dys: tuple[torch.Tensor | None, ...], widths: tuple[int, ...]
+    ) -> torch.Tensor:
+        """Keep dy (n, out) for the weight gradient, given as column blocks of `widths` (None: a
+        block that got no gradient, zero); returns it in the compute dtype. Each block is
+        converted straight into the buffer, so a full-width float32 dy is never formed."""
         if self.dy is None:
-            self.dy = torch.empty(self.uses * self.n, self.n_out, dtype=self.dtype, device=dy.device)
+            like = next(d for d in dys if d is not None)
+            self.dy = torch.empty(self.uses * self.n, self.n_out, dtype=self.dtype, device=like.device)
         block = self.dy[slot * self.n : (slot + 1) * self.n]
-        block.copy_(dy)
+        start = 0
+        for dy, width in zip(dys, widths, strict=True):
+            part = block[:, start : start + width]
+            part.zero_() if dy is None else part.copy_(dy)
+            start += width
         self.filled.add(slot)
         return block
 
@@ -155,43 +164,64 @@ class _Linear(torch.autograd.Function):
     are the operands in the compute dtype, laid out once per sequence: float32, or bfloat16 (with
     float32 accumulation inside the products; a bias-free product is returned in bfloat16).
 
+    With `widths`, y is returned as its column blocks (one output each, as `split` would give):
+    their gradients then arrive one by one, and in bfloat16 go straight into `rows` instead of
+    being gathered into a float32 dy by autograd and converted again.
+
     dL/dW, dL/db: in float32 each step's x^T dy and 1^T dy go to autograd, which sums them; in
     bfloat16 the step keeps x and dy in `rows`, and `_WeightGrad` makes one product of them all
     at the end (one float32 accumulation instead of T bfloat16 results converted and added)."""
 
     @staticmethod
-    def forward(ctx, x, weight, token, bias, weight_t, weight_c, rows):
-        ctx.has_bias, ctx.rows = bias is not None, rows
+    def forward(ctx, x, weight, token, bias, weight_t, weight_c, rows, widths):
+        ctx.has_bias, ctx.rows, ctx.widths = bias is not None, rows, widths
+        if widths is not None:
+            ctx.set_materialize_grads(False)
         if rows is None:
             ctx.save_for_backward(x, weight_c)
-            return linear(x, weight_t, bias)
-        ctx.slot, x_c = rows.add_input(x)
-        ctx.save_for_backward(weight_c)
-        y = linear(x_c, weight_t)
-        # without a bias the product stays in the compute dtype: it is only ever added to a
-        # float32 gate pre-activation, and that addition converts it for free
-        return y if bias is None else y.to(x.dtype).add_(bias)
+            y = linear(x, weight_t, bias)
+        else:
+            ctx.slot, x_c = rows.add_input(x)
+            ctx.save_for_backward(weight_c)
+            y = linear(x_c, weight_t)
+            # without a bias the product stays in the compute dtype: it is only ever added to a
+            # float32 gate pre-activation, and that addition converts it for free
+            y = y if bias is None else y.to(x.dtype).add_(bias)
+        return y if widths is None else y.split(widths, dim=1)
 
     @staticmethod
-    def backward(ctx, dy):
-        if ctx.rows is None:
+    def backward(ctx, *dys):
+        rows, widths = ctx.rows, ctx.widths
+        if rows is None:
             x, weight_c = ctx.saved_tensors
+            if widths is None:
+                dy = dys[0]
+            else:
+                dy = torch.cat(
+                    [d if d is not None else x.new_zeros(len(x), w) for d, w in zip(dys, widths)], 1
+                )
             dx = linear(dy, weight_c) if ctx.needs_input_grad[0] else None  # dy W^T
             dw = linear(x.t(), dy.t()) if ctx.needs_input_grad[1] else None  # x^T dy
             db = dy.sum(0) if ctx.has_bias and ctx.needs_input_grad[3] else None
-            return dx, dw, None, db, None, None, None
+            return dx, dw, None, db, None, None, None, None
         (weight_c,) = ctx.saved_tensors
-        dy_c = ctx.rows.add_grad(ctx.slot, dy)
+        dy_c = rows.add_grad(ctx.slot, dys, widths or (rows.n_out,))
         dx = linear(dy_c, weight_c) if ctx.needs_input_grad[0] else None  # autograd converts it
-        return dx, None, dy.new_zeros((), dtype=torch.float32), None, None, None, None
+        return dx, None, dy_c.new_zeros((), dtype=torch.float32), None, None, None, None, None
 
 
 class StepLinear:
     """An `Affine` map applied `uses` times in a sequence (at most), its operands laid out once."""
 
     def __init__(
-        self, layer: Affine, uses: int = 1, cols: slice | None = None, dtype: torch.dtype | None = None
+        self,
+        layer: Affine,
+        uses: int = 1,
+        cols: slice | None = None,
+        dtype: torch.dtype | None = None,
+        widths: tuple[int, ...] | None = None,
     ):
+        self.widths = tuple(widths) if widths is not None else None  # return y as these column blocks
         self.weight, self.bias = layer.weight, layer.bias
         if cols is not None:
             self.weight = self.weight[:, cols]
@@ -207,14 +237,18 @@ class StepLinear:
                 self.rows = _Rows(uses, w.shape[0], w.shape[1], dtype, self.bias is not None)
                 self.token = _WeightGrad.apply(self.weight, self.bias, self.rows)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if not self.grad:
             bias = None if self.bias is None else self.bias.detach()
             if self.weight_t.dtype == x.dtype:
-                return linear(x, self.weight_t, bias)
-            y = linear(x.to(self.weight_t.dtype), self.weight_t).to(x.dtype)
-            return y if bias is None else y.add_(bias)
-        return _Linear.apply(x, self.weight, self.token, self.bias, self.weight_t, self.weight_c, self.rows)
+                y = linear(x, self.weight_t, bias)
+            else:
+                y = linear(x.to(self.weight_t.dtype), self.weight_t).to(x.dtype)
+                y = y if bias is None else y.add_(bias)
+            return y if self.widths is None else y.split(self.widths, dim=1)
+        return _Linear.apply(
+            x, self.weight, self.token, self.bias, self.weight_t, self.weight_c, self.rows, self.widths
+        )
 
 
 def _tanh(x: torch.Tensor) -> torch.Tensor:
