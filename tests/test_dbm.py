@@ -193,6 +193,18 @@ def test_phases_follow_the_schedule():
     assert direct.train_step({"x": data[:100]})["phase"] == 2.0
 
 
+def test_the_lr_schedule_runs_once_per_phase():
+    from genlearn.train.loop import schedule_progress
+
+    data = teacher(400)
+    model = DBM(Config(n_visible=12, n_hidden1=6, n_hidden2=4, batch_size=100, pretrain_epochs=1.5))
+    model.prepare(types.SimpleNamespace(train_x=data), 100)  # 6 steps per RBM, then joint
+    progress = [schedule_progress(model, s, 22) for s in range(22)]
+    assert progress[0] == progress[6] == progress[12] == 0.0  # each phase starts at the top
+    assert progress[5] == progress[11] == pytest.approx(5 / 6)
+    assert progress[21] == pytest.approx(9 / 10)
+
+
 def test_joint_update_is_mean_field_data_term_minus_chain_term():
     """One joint step with plain SGD: the change of each parameter is lr times (data statistics
     under mean field) minus (model statistics from the persistent chains it left behind)."""

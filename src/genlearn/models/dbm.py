@@ -202,6 +202,14 @@ class DBM(nn.Module):
         n = round(self.config.pretrain_epochs * self.steps_per_epoch)
         return 0 if step < n else 1 if step < 2 * n else 2
 
+    def schedule_progress(self, step: int, total_steps: int) -> float:
+        """The training loop's lr schedule runs once per phase: each pretraining RBM anneals over
+        its own epochs, as if trained alone, and joint training over the rest."""
+        n = round(self.config.pretrain_epochs * self.steps_per_epoch)
+        phase = self.phase_at(step)
+        start, end = phase * n, (phase + 1) * n if phase < 2 else total_steps
+        return (step - start) / max(end - start, 1)
+
     @torch.no_grad()
     def bottom_up(
         self, v: torch.Tensor, sample: bool, generator: torch.Generator | None = None
