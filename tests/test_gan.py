@@ -169,16 +169,21 @@ def test_toy_gan_learns_the_ring():
     assert toy.mode_stats(model.sample(2500), ring)["modes_captured"] >= 4
 
 
+def resume_then_compare(tmp_path, model: str, sets: list[str]) -> None:
+    """Train 2 epochs in one go, and 1 epoch then a resumed 1 more: the weights are equal."""
+    whole = run_cli("train", model, "--out", tmp_path / "whole", "--quiet", "--set", "epochs=2", *sets)
+    assert whole.returncode == 0, whole.stderr
+    half = run_cli("train", model, "--out", tmp_path / "half", "--quiet", "--set", "epochs=1", *sets)
+    assert half.returncode == 0, half.stderr
+    rest = run_cli("train", model, "--out", tmp_path / "half", "--resume", "--quiet", "--set", "epochs=2")
+    assert rest.returncode == 0, rest.stderr
+    assert_same_weights(tmp_path / "whole", tmp_path / "half")
+
+
 @needs_mnist
 def test_resumed_gan_run_equals_an_uninterrupted_one(tmp_path):
     sets = [f"{k}={v}" for k, v in TINY.items()] + ["train_limit=300", "batch_size=50", "eval_every=0", "k=2"]
-    whole = run_cli("train", "gan", "--out", tmp_path / "whole", "--quiet", "--set", "epochs=2", *sets)
-    assert whole.returncode == 0, whole.stderr
-    half = run_cli("train", "gan", "--out", tmp_path / "half", "--quiet", "--set", "epochs=1", *sets)
-    assert half.returncode == 0, half.stderr
-    rest = run_cli("train", "gan", "--out", tmp_path / "half", "--resume", "--quiet", "--set", "epochs=2")
-    assert rest.returncode == 0, rest.stderr
-    assert_same_weights(tmp_path / "whole", tmp_path / "half")
+    resume_then_compare(tmp_path, "gan", sets)
     results = json.loads((tmp_path / "half" / "results.json").read_text())
     assert set(results["metrics"]) == {"d_real", "d_fake"}
 
@@ -222,10 +227,4 @@ def test_resumed_run_with_a_generator_average_equals_an_uninterrupted_one(tmp_pa
         "batch_size=50",
         "eval_every=0",
     ]
-    whole = run_cli("train", "dcgan", "--out", tmp_path / "whole", "--quiet", "--set", "epochs=2", *sets)
-    assert whole.returncode == 0, whole.stderr
-    half = run_cli("train", "dcgan", "--out", tmp_path / "half", "--quiet", "--set", "epochs=1", *sets)
-    assert half.returncode == 0, half.stderr
-    rest = run_cli("train", "dcgan", "--out", tmp_path / "half", "--resume", "--quiet", "--set", "epochs=2")
-    assert rest.returncode == 0, rest.stderr
-    assert_same_weights(tmp_path / "whole", tmp_path / "half")
+    resume_then_compare(tmp_path, "dcgan", sets)
