@@ -77,7 +77,15 @@ from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.eval.ais import base_rate_bias, dbm_log_partition
 from genlearn.models import rbm
-from genlearn.models.dbn import BASE_RATE_IMAGES, CHUNK, MAX_EXACT_UNITS, prepare_stack, rbm_config
+from genlearn.models.dbn import (
+    BASE_RATE_IMAGES,
+    CHUNK,
+    MAX_EXACT_UNITS,
+    prepare_stack,
+    rbm_config,
+    stage_at,
+    stage_progress,
+)
 from genlearn.models.rbm import RBM, bernoulli, binary_states, linear, visible_shape
 
 EVAL_MF_STEPS = 30  # mean-field rounds for the reported bound (training uses mf_steps)
@@ -197,18 +205,17 @@ class DBM(nn.Module):
         self.compose()
 
     # ---------------------------------------------------------------------------------------
+    def _pretrain_steps(self) -> int:
+        return round(self.config.pretrain_epochs * self.steps_per_epoch)
+
     def phase_at(self, step: int) -> int:
         """0 (bottom RBM) for pretrain_epochs epochs, 1 (top RBM) for as many, then 2 (joint)."""
-        n = round(self.config.pretrain_epochs * self.steps_per_epoch)
-        return 0 if step < n else 1 if step < 2 * n else 2
+        return stage_at(step, self._pretrain_steps(), len(PHASES))
 
     def schedule_progress(self, step: int, total_steps: int) -> float:
         """The training loop's lr schedule runs once per phase: each pretraining RBM anneals over
         its own epochs, as if trained alone, and joint training over the rest."""
-        n = round(self.config.pretrain_epochs * self.steps_per_epoch)
-        phase = self.phase_at(step)
-        start, end = phase * n, (phase + 1) * n if phase < 2 else total_steps
-        return (step - start) / max(end - start, 1)
+        return stage_progress(step, total_steps, self._pretrain_steps(), len(PHASES))
 
     @torch.no_grad()
     def bottom_up(

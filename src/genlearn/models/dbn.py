@@ -152,6 +152,21 @@ def prepare_stack(rbms, data, batch_size: int) -> tuple[int, torch.Tensor]:
     return steps, data.train_x[:BASE_RATE_IMAGES]
 
 
+def stage_at(step: int, stage_steps: int, stages: int) -> int:
+    """The stage a stack trains at (0-based) `step` when every stage but the last lasts
+    `stage_steps` steps and the last takes the rest (all steps if `stage_steps` is 0)."""
+    return stages - 1 if stage_steps <= 0 else min(step // stage_steps, stages - 1)
+
+
+def stage_progress(step: int, total_steps: int, stage_steps: int, stages: int) -> float:
+    """How far `step` is through its own stage (see `stage_at`), in [0, 1): what the training
+    loop's lr schedule follows for a stack that anneals each stage as if it were trained alone."""
+    stage = stage_at(step, stage_steps, stages)
+    start = stage * stage_steps
+    end = total_steps if stage == stages - 1 else start + stage_steps
+    return (step - start) / max(end - start, 1)
+
+
 class DBN(nn.Module):
     """Stacked RBMs (`layers[l]` between h_l and h_{l+1}, h_0 = x), trained greedily."""
 
@@ -199,14 +214,12 @@ class DBN(nn.Module):
     def layer_at(self, step: int) -> int:
         """The RBM that trains at (0-based) step `step`: each layer below the top for
         `epochs_per_layer` epochs (or epochs / L when that is 0), the top for the rest."""
-        return min(step // self._steps_per_layer(), len(self.layers) - 1)
+        return stage_at(step, self._steps_per_layer(), len(self.layers))
 
     def schedule_progress(self, step: int, total_steps: int) -> float:
         """The training loop's lr schedule runs once per layer: each RBM is trained, and its
         learning rate annealed, as if it were trained alone (progress through its own steps)."""
-        index, steps = self.layer_at(step), self._steps_per_layer()
-        end = total_steps if index == len(self.layers) - 1 else (index + 1) * steps
-        return (step - index * steps) / max(end - index * steps, 1)
+        return stage_progress(step, total_steps, self._steps_per_layer(), len(self.layers))
 
     @torch.no_grad()
     def up(
