@@ -238,6 +238,56 @@ def test_joint_update_is_mean_field_data_term_minus_chain_term():
         assert torch.allclose(getattr(model, name), value, atol=1e-5), name
 
 
+def test_centred_joint_update_is_the_centred_dbm_gradient():
+    """Centring (Montavon & Mueller 2012): with offsets a (v), b1 (h1), a2 (h2), one plain SGD
+    step changes the weights by lr times the centred statistics <(v - a)(h1 - b1)^T> and
+    <(h1 - b1)(h2 - a2)^T> (data under mean field minus chains), and each bias by its plain step
+    minus what the weight steps move it through the offsets; the offsets start at the layers'
+    means when joint training begins."""
+    data = teacher(50)
+    model = DBM(
+        Config(
+            n_visible=12, n_hidden1=6, n_hidden2=4, batch_size=50, pretrain_epochs=0, lr=0.1,
+            momentum=0.0, momentum_final=0.0, weight_decay=0.0, mf_steps=7, init_std=0.5, centred=True,
+        )
+    )  # fmt: skip
+    mu1, mu2, _, _ = model.mean_field(data)
+    half = torch.sigmoid(data @ model.W1.detach() + mu2 @ model.W2.detach().t() + model.hidden_bias1.detach())
+    model.train_step({"x": data})  # starts the chains and sets the offsets, then one step moves them
+    rate, joint = model.config.offset_rate, model.joint
+    # started at the means of [v, mu2] and mu1, then moved towards the step's [v, mu2] and h1 means
+    assert torch.allclose(joint.visible_offset, torch.cat([data, mu2], 1).mean(0), atol=1e-6)
+    assert torch.allclose(joint.hidden_offset, (1 - rate) * mu1.mean(0) + rate * half.mean(0), atol=1e-6)
+    W1, W2, b, c1, c2 = (
+        t.detach().clone()
+        for t in (model.W1, model.W2, model.visible_bias, model.hidden_bias1, model.hidden_bias2)
+    )
+    offsets = joint.visible_offset.clone(), joint.hidden_offset.clone()
+    a, a2, b1 = offsets[0][:12], offsets[0][12:], offsets[1]
+    m1, m2, _, _ = model.mean_field(data, 7)
+    m1 = torch.sigmoid(data @ W1 + m2 @ W2.t() + c1)  # the half-step the gradient takes
+    model.train_step({"x": data})
+    chains = joint.chains.float()
+    v_neg, h2_neg = chains[:, :12], chains[:, 12:]
+    p1_neg = torch.sigmoid(v_neg @ W1 + h2_neg @ W2.t() + c1)
+    n = len(data)
+    dW1 = 0.1 * ((data - a).t() @ (m1 - b1) - (v_neg - a).t() @ (p1_neg - b1)) / n
+    dW2 = 0.1 * ((m1 - b1).t() @ (m2 - a2) - (p1_neg - b1).t() @ (h2_neg - a2)) / n
+    expected = {
+        "W1": W1 + dW1,
+        "W2": W2 + dW2,
+        "visible_bias": b + 0.1 * (data - v_neg).mean(0) - dW1 @ b1,
+        "hidden_bias1": c1 + 0.1 * (m1 - p1_neg).mean(0) - dW1.t() @ a - dW2 @ a2,
+        "hidden_bias2": c2 + 0.1 * (m2 - h2_neg).mean(0) - dW2.t() @ b1,
+    }
+    for name, value in expected.items():
+        assert torch.allclose(getattr(model, name), value, atol=1e-5), name
+    assert torch.allclose(joint.hidden_offset, (1 - rate) * b1 + rate * m1.mean(0), atol=1e-6)
+    assert torch.allclose(
+        joint.visible_offset, (1 - rate) * offsets[0] + rate * torch.cat([data, m2], 1).mean(0)
+    )
+
+
 def test_persistent_chains_sample_the_dbm():
     """With the weights held still (lr = 0) the chains are a Gibbs sampler of the DBM: their pixel
     frequencies approach the exact marginals sum_v p(v) v."""
@@ -254,12 +304,13 @@ def test_persistent_chains_sample_the_dbm():
     assert torch.allclose(samples.mean(0), marginals, atol=0.03)
 
 
-def test_resume_is_bit_exact_across_the_phases():
+@pytest.mark.parametrize("centred", [False, True])
+def test_resume_is_bit_exact_across_the_phases(centred):
     data = teacher(400)
     batches = data.split(100)
     config = Config(
         n_visible=12, n_hidden1=6, n_hidden2=4, batch_size=100, pretrain_epochs=1.0, pretrain_method="pcd",
-        gibbs_steps=2, mf_steps=3, momentum_epochs=0.5,
+        gibbs_steps=2, mf_steps=3, momentum_epochs=0.5, centred=centred,
     )  # fmt: skip
 
     def fresh(seed):
@@ -290,6 +341,7 @@ def test_resume_is_bit_exact_across_the_phases():
             assert torch.equal(value, b.state_dict()[key]), (stop, key)
         assert int(b.phase) == 2 and int(b.updates) == 12
     assert {"phase", "updates", "joint.chains", "joint.W", "bottom.W", "top.W"} <= set(b.state_dict())
+    assert ("joint.visible_offset" in b.state_dict()) == centred
 
 
 def test_contract_config_evaluate_and_shapes():

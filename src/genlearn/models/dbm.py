@@ -55,6 +55,15 @@ sampling of the DBM, so `RBM.train_step` does it all (SGD with momentum, weight 
 W2). The chains start, when joint training begins, at the batch's images with h1, h2 from the
 doubled bottom-up pass.
 
+Centring (`centred`, Montavon & Mueller, "Deep Boltzmann machines and the centering trick",
+2012). The energy rewritten around offsets, -(v - a)^T W1 (h1 - b1) - (h1 - b1)^T W2 (h2 - a2)
+- ..., is the same family of models, but its gradient is far better conditioned when the offsets
+are the layers' means: a bias step no longer drags every weight along with it. In the RBM view
+this is exactly the centred RBM with "visible" offsets [a; a2] and hidden offset b1, so `joint`
+follows `RBM`'s centred gradient; the offsets start, when joint training begins, at the mean
+image and q's mean activations on the first training images, and then follow the batches'
+means. The pretraining RBMs are not centred.
+
 Variational bound (evaluation): for the mean-field q,
 
     log p(v) >= E_q[-E(v, h1, h2)] + H(q) - log Z
@@ -66,7 +75,7 @@ with H the Bernoulli entropies, and log Z from AIS (`dbm_log_likelihood_bound`) 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import torch
@@ -113,6 +122,10 @@ class Config(Common):
     momentum_epochs: float = bounded(5.0, min=0.0, help="epochs of each phase at the initial momentum")
     weight_decay: float = bounded(2e-4, min=0.0, help="L2 weight cost on the weights (not the biases)")
     init_std: float = bounded(0.01, min=0.0, help="standard deviation of the initial weights")
+    centred: bool = field(
+        default=False, metadata={"help": "joint training follows the centred gradient (offsets: layer means)"}
+    )
+    offset_rate: float = bounded(0.01, min=0.0, max=1.0, help="moving-average rate of the centring offsets")
 
 
 class DoubledRBM(RBM):
@@ -142,7 +155,18 @@ class DBM(nn.Module):
         pre = dict(method=c.pretrain_method, k=c.pretrain_k, lr=c.pretrain_lr)
         self.bottom = DoubledRBM(rbm_config(c, V, H1, **pre), up=2.0)
         self.top = DoubledRBM(rbm_config(c, H1, H2, **pre), down=2.0)
-        self.joint = RBM(rbm_config(c, V + H2, H1, method="pcd", k=c.gibbs_steps, lr=c.lr))
+        self.joint = RBM(
+            rbm_config(
+                c,
+                V + H2,
+                H1,
+                method="pcd",
+                k=c.gibbs_steps,
+                lr=c.lr,
+                centred=c.centred,
+                offset_rate=c.offset_rate,
+            )
+        )
         self.register_buffer("phase", torch.zeros((), dtype=torch.int64))  # index into PHASES
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
         self.steps_per_epoch = self.bottom.steps_per_epoch  # `prepare` sets it
@@ -240,6 +264,11 @@ class DBM(nn.Module):
             )
             h2 = bernoulli(torch.sigmoid(linear(h1, self.W2.t(), self.hidden_bias2)))
             self.joint.chains.copy_(torch.cat([v, h2], 1).to(torch.uint8))
+            if self.config.centred:  # offsets at the layers' means: the images', and q's on them
+                v = (x if self._base_x is None else self._base_x).flatten(1).to(x.device, self.dtype)
+                mu1, mu2 = (torch.cat(m) for m in zip(*(self.mean_field(s)[:2] for s in v.split(CHUNK))))
+                self.joint.visible_offset.copy_(torch.cat([v.mean(0), mu2.mean(0)]))
+                self.joint.hidden_offset.copy_(mu1.mean(0))
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         x = batch["x"].flatten(1).to(self.dtype)
