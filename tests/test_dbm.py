@@ -173,10 +173,12 @@ def test_phases_follow_the_schedule():
     model = DBM(Config(n_visible=12, n_hidden1=6, n_hidden2=4, batch_size=100, pretrain_epochs=1.5))
     model.prepare(types.SimpleNamespace(train_x=data), 100)  # 4 steps per epoch: 6 per RBM
     assert [model.phase_at(s) for s in (0, 5, 6, 11, 12, 1000)] == [0, 0, 1, 1, 2, 2]
-    phases = [model.train_step({"x": data[:100]})["phase"] for _ in range(12)]
+    stats = [model.train_step({"x": data[:100]}) for _ in range(12)]
     assert torch.equal(model.W1, model.bottom.W) and torch.equal(model.W2, model.top.W)  # composed
-    phases += [model.train_step({"x": data[:100]})["phase"] for _ in range(2)]
-    assert phases == [0.0] * 6 + [1.0] * 6 + [2.0] * 2
+    stats += [model.train_step({"x": data[:100]}) for _ in range(2)]
+    assert [s["phase"] for s in stats] == [0.0] * 6 + [1.0] * 6 + [2.0] * 2
+    # each step reports the lr of the RBM it trained (metrics.jsonl logs it)
+    assert [s["lr"] for s in stats] == [model.config.pretrain_lr] * 12 + [model.config.lr] * 2
     assert [int(getattr(model, n).updates) for n in ("bottom", "top", "joint")] == [6, 6, 2]
     assert not torch.equal(model.W1, model.bottom.W)  # joint training moves the DBM's own weights
     # the top RBM started at the base rate of the bottom RBM's doubled p(h1 | v) on the data

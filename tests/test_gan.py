@@ -119,6 +119,11 @@ def test_sgd_schedules_follow_the_paper():
     model.g_updates.fill_(10**8)
     model._schedule()
     assert model.optimizers["g"].param_groups[0]["lr"] == pytest.approx(1e-6)
+    model.g_updates.fill_(1000)  # a step reports the lr it used, for metrics.jsonl
+    for opt in model.optimizers.values():  # the loop sets the base lr before every step
+        opt.param_groups[0]["lr"] = 0.1
+    stats = model.train_step({"x": torch.rand(10, 1, 28, 28)})
+    assert stats["lr"] == pytest.approx(0.1 / 1.000004**1000)
 
 
 def test_collapse_warnings_fire_once():
@@ -182,10 +187,20 @@ def resume_then_compare(tmp_path, model: str, sets: list[str]) -> None:
 
 @needs_mnist
 def test_resumed_gan_run_equals_an_uninterrupted_one(tmp_path):
-    sets = [f"{k}={v}" for k, v in TINY.items()] + ["train_limit=300", "batch_size=50", "eval_every=0", "k=2"]
+    sets = [f"{k}={v}" for k, v in TINY.items()] + [
+        "train_limit=300",
+        "batch_size=50",
+        "eval_every=0",
+        "k=2",
+        "log_every=2",
+    ]
     resume_then_compare(tmp_path, "gan", sets)
     results = json.loads((tmp_path / "half" / "results.json").read_text())
     assert set(results["metrics"]) == {"d_real", "d_fake"}
+    # metrics.jsonl logs the lr the SGD steps used, decayed per generator update, not the base lr
+    lines = (tmp_path / "half" / "metrics.jsonl").read_text().splitlines()
+    logged = [r["lr"] for r in map(json.loads, lines) if "lr" in r]
+    assert len(logged) > 2 and logged[0] == 0.1 > logged[-1] > 0 and logged == sorted(logged, reverse=True)
 
 
 def test_conv_networks_on_2d_data_are_refused():

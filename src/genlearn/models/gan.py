@@ -299,6 +299,7 @@ class GAN(nn.Module):
             "d_fake": float(torch.sigmoid(l_fake.detach()).mean()),
             "d_grad_norm": d_grad,
             **self._last_g,
+            "lr": opt_d.param_groups[0]["lr"],  # after the SGD decay, which the loop does not know
         }
         self._watch(stats)
         return stats

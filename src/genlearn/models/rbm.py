@@ -315,7 +315,8 @@ class RBM(nn.Module):
         self._set_momentum()
         self.optimizers["model"].step()
         self.updates += 1
-        return {"recon": grads["recon"], "free_energy_gap": grads["free_energy_gap"]}
+        lr = self.optimizers["model"].param_groups[0]["lr"]
+        return {"recon": grads["recon"], "free_energy_gap": grads["free_energy_gap"], "lr": lr}
 
     # ---------------------------------------------------------------------------------------
     @torch.no_grad()

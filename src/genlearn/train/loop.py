@@ -303,7 +303,10 @@ def fit(
                     rate = n_window / (time.perf_counter() - t_window)
                     record = {"step": step, "epoch": epoch + batch_in_epoch / steps_per_epoch}
                     record.update({k: v / window_steps for k, v in sums.items()})
-                    record.update({"lr": config.lr * factor, "samples_per_s": rate, "time": elapsed})
+                    # the lr a model reports is the one it used (a GAN's decayed lr, a stack's
+                    # pretraining lr); otherwise the loop's scheduled value
+                    lr = record.get("lr", config.lr * factor)
+                    record.update({"lr": lr, "samples_per_s": rate, "time": elapsed})
                     metrics.log(record)
                     bar.set_postfix(
                         {k: f"{v:.4g}" for k, v in record.items() if k in stats} | {"img/s": f"{rate:.0f}"}
