@@ -117,6 +117,7 @@ def _mistakes(run: Path, tmp: Path) -> dict[str, tuple[list, dict, str, Path | N
         "unknown metric": (["eval", run, "--metric", "nosuch"], {}, "unknown metric 'nosuch'", None),
         "metric of another family": (["eval", run, "--metric", "ais"], {}, "does not apply", None),
         "--k 0": (["eval", run, "--metric", "nll", "--k", "0"], {}, "--k", None),
+        "--ais-runs 0": (["eval", run, "--metric", "ais", "--ais-runs", "0"], {}, "--ais-runs", None),
         "sample --n 0": (["sample", run, "--n", "0", "--out", tmp / "x.png"], {}, "--n", None),
         "sample --out .jpg": (["sample", run, "--out", tmp / "x.jpg"], {}, ".png, .npz or .gif", tmp / "x.jpg"),
         "sample --out .gif of a vae": (["sample", run, "--out", tmp / "x.gif"], {}, "no canvas", tmp / "x.gif"),
@@ -195,6 +196,13 @@ def test_user_mistake_in_a_real_process(trained_run, mistakes_dir, mistakes_in_p
 
 # --------------------------------------------------------------------------------------------
 # Happy paths
+
+
+def test_eval_help_names_every_metric():
+    from genlearn import cli
+    from genlearn.eval import metrics
+
+    assert cli.METRIC_NAMES == tuple(metrics.METRICS)
 
 
 def test_models_lists_every_model():

@@ -321,3 +321,31 @@ def test_reconstruction_improves_on_mnist(mnist_full):
     assert all(math.isfinite(v) for v in stats.values())
     assert after["recon"] < before["recon"] - 40, (before, after)  # about 201 -> 139 nats
     assert F.mse_loss(model.reconstruct(valid["x"]), valid["x"]) < 0.8 * mse_before
+
+
+@needs_mnist
+def test_cli_ais_of_a_trained_rbm_matches_its_exact_log_likelihood(tmp_path):
+    """`genlearn train rbm` then `genlearn eval --metric ais --ais-runs 200 --json`: with 10
+    hidden units log Z can be enumerated, and the AIS figures that reach the user (log Z, its
+    interval, the test log-likelihood) agree with the exact ones."""
+    import json
+
+    from conftest import run_cli
+    from genlearn.data import mnist
+    from genlearn.runs import load_model
+
+    run = tmp_path / "rbm"
+    sets = ["n_hidden=10", "train_limit=500", "epochs=2", "eval_every=0", "method=pcd", "lr=0.05"]
+    train = run_cli("train", "rbm", "--out", run, "--quiet", "--set", *sets, OMP_NUM_THREADS="1")
+    assert train.returncode == 0, train.stderr
+    proc = run_cli("eval", run, "--metric", "ais", "--ais-runs", "200", "--json", OMP_NUM_THREADS="1")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    model = load_model(run).double()
+    log_z = model.log_partition_exact()
+    assert out["ais_log_z_low"] <= log_z <= out["ais_log_z_high"]
+    assert abs(out["ais_log_z"] - log_z) < 0.1
+    test = mnist.binarize_fixed(mnist.load().test_x.flatten(1)).double()
+    with torch.no_grad():
+        exact = float((-model.free_energy(test)).mean()) - log_z
+    assert abs(out["ais_log_likelihood"] - exact) < 0.1

@@ -14,6 +14,9 @@ from typing import Any
 
 from genlearn.errors import Interrupted, TrainingError, UserError
 
+# `genlearn.eval.metrics.METRICS`'s names, written out so that `--help` does not import torch
+METRIC_NAMES = ("elbo", "nll", "probe", "parzen", "fid", "coverage", "ais")
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, status 2, no usage dump
@@ -43,8 +46,11 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a trained run on held-out data")
     e.add_argument("run")
-    e.add_argument("--metric", required=True, help="elbo, nll, probe, parzen, fid, coverage")
+    e.add_argument("--metric", required=True, help=", ".join(METRIC_NAMES))
     e.add_argument("--k", type=int, default=5000, help="importance samples for nll")
+    e.add_argument(
+        "--ais-runs", type=int, default=100, help="AIS runs for ais (the protocol's 100; more tighten log Z)"
+    )
     e.add_argument("--split", default="test", choices=("test", "valid"))
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where to evaluate")
@@ -151,6 +157,8 @@ def cmd_eval(args) -> int:
 
     if args.k < 1:
         raise UserError(f"--k must be at least 1, got {args.k}")
+    if args.ais_runs < 1:
+        raise UserError(f"--ais-runs must be at least 1, got {args.ais_runs}")
     metrics.check_name(args.metric)
     device = resolve_device(args.device)
     model = runs.load_model(args.run, device)

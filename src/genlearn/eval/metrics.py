@@ -129,17 +129,18 @@ def coverage(model, data, opts) -> dict[str, Any]:
 
 def ais(model, data, opts) -> dict[str, Any]:
     """Annealed importance sampling (Salakhutdinov & Murray 2008): log Z with its +-3 std interval
-    from 100 runs over ~14,500 temperatures, a base-rate model from the training pixel means,
+    from 100 runs (`--ais-runs`) over ~14,500 temperatures, a base-rate model from the training pixel means,
     and the split's mean log-likelihood (a variational bound on it for the DBN and DBM)."""
     x, train_x, generator = data["x"].flatten(1), data["mnist"].train_x, _generator(data, opts.seed)
+    n_runs = getattr(opts, "ais_runs", 100)
     if hasattr(model, "log_likelihood_bound"):  # DBN, DBM: a variational bound with log Z from AIS
-        out = model.log_likelihood_bound(x, train_x=train_x, generator=generator)
+        out = model.log_likelihood_bound(x, train_x=train_x, n_runs=n_runs, generator=generator)
     else:
         _needs(model, "ais", "free_energy")
         from genlearn.eval import ais as ais_
 
         out = ais_.rbm_log_likelihood(
-            model, x, base_visible_bias=ais_.base_rate_bias(train_x), generator=generator
+            model, x, n_runs=n_runs, base_visible_bias=ais_.base_rate_bias(train_x), generator=generator
         )
     return {f"ais_{k}": float(v) for k, v in out.items()}
 
