@@ -132,7 +132,7 @@ def ais(model, data, opts) -> dict[str, Any]:
     from 100 runs (`--ais-runs`) over ~14,500 temperatures, a base-rate model from the training pixel means,
     and the split's mean log-likelihood (a variational bound on it for the DBN and DBM)."""
     x, train_x, generator = data["x"].flatten(1), data["mnist"].train_x, _generator(data, opts.seed)
-    n_runs = getattr(opts, "ais_runs", 100)
+    n_runs = opts.ais_runs
     if hasattr(model, "log_likelihood_bound"):  # DBN, DBM: a variational bound with log Z from AIS
         out = model.log_likelihood_bound(x, train_x=train_x, n_runs=n_runs, generator=generator)
     else:

@@ -265,9 +265,9 @@ class DBM(nn.Module):
             h2 = bernoulli(torch.sigmoid(linear(h1, self.W2.t(), self.hidden_bias2)))
             self.joint.chains.copy_(torch.cat([v, h2], 1).to(torch.uint8))
             if self.config.centred:  # offsets at the layers' means: the images', and q's on them
-                v = (x if self._base_x is None else self._base_x).flatten(1).to(x.device, self.dtype)
-                mu1, mu2 = (torch.cat(m) for m in zip(*(self.mean_field(s)[:2] for s in v.split(CHUNK))))
-                self.joint.visible_offset.copy_(torch.cat([v.mean(0), mu2.mean(0)]))
+                images = (x if self._base_x is None else self._base_x).flatten(1).to(x.device, self.dtype)
+                mu1, mu2 = (torch.cat(m) for m in zip(*(self.mean_field(s)[:2] for s in images.split(CHUNK))))
+                self.joint.visible_offset.copy_(torch.cat([images.mean(0), mu2.mean(0)]))
                 self.joint.hidden_offset.copy_(mu1.mean(0))
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
