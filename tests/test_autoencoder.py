@@ -24,6 +24,7 @@ from genlearn import registry
 from genlearn.data import mnist
 from genlearn.errors import UserError
 from genlearn.eval import probe
+from genlearn.models.base import GenerativeModel
 
 STEPS = 300
 UNTRAINED_CODES = 0.727  # measured probe accuracy on the untrained encoder's codes
@@ -87,7 +88,7 @@ def test_running_code_statistics_follow_the_training_codes(trained, data):
 @pytest.mark.slow
 def test_probe_on_codes_beats_untrained_codes_and_pixels_near_92(trained, data):
     model = trained[0]
-    out = probe.probe_accuracy(model, data.split("test", binary=False) | {"mnist": data}, seed=0)
+    out = probe.probe_accuracy(model, data.split("test", binary=False), data, seed=0)
     assert set(out) == {"probe_accuracy", "probe_accuracy_pixels", "probe_dim"}
     assert out["probe_dim"] == 32
     assert out["probe_accuracy"] > TRAINED_CODES_MIN > UNTRAINED_CODES + 0.1
@@ -102,8 +103,10 @@ def test_probe_on_untrained_codes_is_weaker(data):
     assert res["l2"] in probe.L2_GRID
 
 
-class _Pixels(nn.Module):
+class _Pixels(GenerativeModel):
     """A 'model' whose features are its input pixels."""
+
+    data_kind = "continuous"
 
     def __init__(self):
         super().__init__()
@@ -127,10 +130,10 @@ def _toy_split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_probe_is_perfect_on_a_separable_toy_set_and_deterministic():
     (tx, ty), (vx, vy), (sx, sy) = _toy_split(400, 1), _toy_split(200, 2), _toy_split(200, 3)
     toy = mnist.MNIST(tx, ty, vx, vy, sx, sy)
-    split = toy.split("test", binary=False) | {"mnist": toy}
-    out = probe.probe_accuracy(_Pixels(), split, seed=0)
+    split = toy.split("test", binary=False)
+    out = probe.probe_accuracy(_Pixels(), split, toy, seed=0)
     assert out == {"probe_accuracy": 1.0, "probe_accuracy_pixels": 1.0, "probe_dim": 784}
-    assert probe.probe_accuracy(_Pixels(), split, seed=0) == out
+    assert probe.probe_accuracy(_Pixels(), split, toy, seed=0) == out
 
 
 def test_probe_refuses_non_finite_features():
@@ -141,7 +144,7 @@ def test_probe_refuses_non_finite_features():
     (tx, ty), (sx, sy) = _toy_split(40, 1), _toy_split(20, 3)
     toy = mnist.MNIST(tx, ty, tx, ty, sx, sy)
     with pytest.raises(UserError, match="not all finite"):
-        probe.probe_accuracy(Broken(), toy.split("test", binary=False) | {"mnist": toy})
+        probe.probe_accuracy(Broken(), toy.split("test", binary=False), toy)
 
 
 def test_probe_gradient_matches_autograd_and_lbfgs_reaches_the_optimum():

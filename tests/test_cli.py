@@ -120,7 +120,7 @@ def _mistakes(run: Path, tmp: Path) -> dict[str, tuple[list, dict, str, Path | N
         "--ais-runs 0": (["eval", run, "--metric", "ais", "--ais-runs", "0"], {}, "--ais-runs", None),
         "sample --n 0": (["sample", run, "--n", "0", "--out", tmp / "x.png"], {}, "--n", None),
         "sample --out .jpg": (["sample", run, "--out", tmp / "x.jpg"], {}, ".png, .npz or .gif", tmp / "x.jpg"),
-        "sample --out .gif of a vae": (["sample", run, "--out", tmp / "x.gif"], {}, "no canvas", tmp / "x.gif"),
+        "sample --out .gif of a vae": (["sample", run, "--out", tmp / "x.gif"], {}, "sample_canvases", tmp / "x.gif"),
         "sample --out no extension": (["sample", run, "--out", tmp / "x"], {}, ".png, .npz or .gif", tmp / "x"),
         "sample --out in a missing directory": (["sample", run, "--out", tmp / "nodir" / "x.png"], {}, "does not exist", None),
         "unknown subcommand": (["frobnicate"], {}, "invalid choice", None),

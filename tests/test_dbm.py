@@ -18,7 +18,8 @@ from conftest import limited, needs_mnist, one_thread
 from genlearn import config as cfg
 from genlearn.errors import UserError
 from genlearn.eval import ais
-from genlearn.models.dbm import DBM, Config, dbm_log_likelihood_bound
+from genlearn.eval.ais import log_likelihood_bound
+from genlearn.models.dbm import DBM, Config
 
 
 def tiny(V: int, H1: int, H2: int, scale: float = 1.0, seed: int = 0, **fields) -> DBM:
@@ -78,7 +79,7 @@ def test_h1_marginal_is_tractable():
     """Given h1, v and h2 are independent, so p*(h1) = sum_{v,h2} exp(-E) is the free energy of the
     RBM view that AIS anneals: the two agree with brute force for every h1."""
     model = tiny(5, 4, 3, scale=1.3)
-    view = ais.dbm_as_rbm(model)
+    view = model.partition_rbm()
     h1 = all_states(4)
     W, b, c = (t.double() for t in (view.W, view.visible_bias, view.hidden_bias))
     log_p_star = h1 @ b + torch.nn.functional.softplus(h1 @ W + c).sum(1)
@@ -93,7 +94,7 @@ def test_ais_agrees_with_exact_log_z(base):
     base_bias = None
     if base == "base-rate":
         data = (torch.rand(300, 12, generator=gen(3)) < 0.3).double()
-        base_bias = model.h1_base_rate(data)
+        base_bias = model.ais_base_bias(data)
         assert base_bias.shape == (8,)
     log_z, low, high = ais.dbm_log_partition(model, base_bias=base_bias, generator=gen(0))
     assert low <= exact <= high, (low, exact, high)
@@ -125,7 +126,7 @@ def test_variational_bound_is_below_log_p_and_tightens_with_mean_field_rounds():
     assert float((last - first).mean()) > 0.05  # mean field moved the bound
     assert float((exact - last).mean()) > 1e-3  # and q is not the posterior
     # the bound with exact log Z is below the exact log-likelihood
-    out = dbm_log_likelihood_bound(model, vs, log_z=model.log_partition_exact())
+    out = log_likelihood_bound(model, vs, log_z=model.log_partition_exact())
     assert out["bound"] < float(model.log_likelihood_exact(vs).mean())
     assert out["bound"] == pytest.approx(float(last.mean()) - model.log_partition_exact(), abs=1e-9)
 
@@ -196,12 +197,10 @@ def test_phases_follow_the_schedule():
 
 
 def test_the_lr_schedule_runs_once_per_phase():
-    from genlearn.train.loop import schedule_progress
-
     data = teacher(400)
     model = DBM(Config(n_visible=12, n_hidden1=6, n_hidden2=4, batch_size=100, pretrain_epochs=1.5))
     model.prepare(types.SimpleNamespace(train_x=data), 100)  # 6 steps per RBM, then joint
-    progress = [schedule_progress(model, s, 22) for s in range(22)]
+    progress = [model.schedule_progress(s, 22) for s in range(22)]
     assert progress[0] == progress[6] == progress[12] == 0.0  # each phase starts at the top
     assert progress[5] == progress[11] == pytest.approx(5 / 6)
     assert progress[21] == pytest.approx(9 / 10)
@@ -381,7 +380,7 @@ def test_training_raises_the_bound_on_mnist(mnist_full):
     model.prepare(data, 50)
 
     def bound() -> float:
-        return dbm_log_likelihood_bound(model, valid, log_z=model.log_partition_exact())["bound"]
+        return log_likelihood_bound(model, valid, log_z=model.log_partition_exact())["bound"]
 
     g = torch.Generator().manual_seed(0)
     bounds = [bound()]  # about -203: independent pixels at the base rate
@@ -398,6 +397,6 @@ def test_training_raises_the_bound_on_mnist(mnist_full):
     exact = float(model.log_likelihood_exact(valid[:200]).mean())
     assert (
         exact - 1.0
-        < dbm_log_likelihood_bound(model, valid[:200], log_z=model.log_partition_exact())["bound"]
+        < log_likelihood_bound(model, valid[:200], log_z=model.log_partition_exact())["bound"]
         <= exact
     )

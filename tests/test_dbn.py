@@ -16,8 +16,10 @@ from torch.nn import functional as F
 
 from conftest import limited, needs_mnist, one_thread
 from genlearn import config as cfg
+from genlearn import registry
 from genlearn.errors import UserError
-from genlearn.models.dbn import DBN, Config, dbn_log_likelihood_bound
+from genlearn.eval.ais import log_likelihood_bound
+from genlearn.models.dbn import DBN, Config
 from genlearn.models.rbm import RBM
 
 
@@ -98,8 +100,8 @@ def test_bound_is_below_exact_log_likelihood_and_the_estimator_is_unbiased():
     gap = exact - bound  # the KL from q(h1|x) to the posterior: >= 0, and not 0 here
     assert float(gap.min()) >= -1e-10 and float(gap.mean()) > 0.05
     g = torch.Generator().manual_seed(0)
-    estimate = dbn_log_likelihood_bound(
-        model, xs, n_samples=400, log_z_top=model.layers[-1].log_partition_exact(), generator=g
+    estimate = log_likelihood_bound(
+        model, xs, log_z=model.layers[-1].log_partition_exact(), generator=g, n_samples=400
     )
     assert estimate["bound"] == pytest.approx(float(bound.mean()), abs=0.05)  # Monte Carlo error ~0.01
     assert estimate["bound"] < float(exact.mean())
@@ -125,12 +127,12 @@ def test_ais_bound_interval_covers_the_exact_log_z_bound():
     model = tiny(10, "8,6", scale=1.0)
     x = (torch.rand(300, 10, generator=torch.Generator().manual_seed(1)) < 0.4).double()
     exact_z = model.layers[-1].log_partition_exact()
-    with_exact = dbn_log_likelihood_bound(
-        model, x, 5, log_z_top=exact_z, generator=torch.Generator().manual_seed(2)
+    with_exact = log_likelihood_bound(
+        model, x, log_z=exact_z, generator=torch.Generator().manual_seed(2), n_samples=5
     )
-    with_ais = dbn_log_likelihood_bound(model, x, 5, generator=torch.Generator().manual_seed(2))
-    assert with_ais["log_z_top_low"] <= exact_z <= with_ais["log_z_top_high"]
-    assert abs(with_ais["log_z_top"] - exact_z) < 0.1
+    with_ais = log_likelihood_bound(model, x, generator=torch.Generator().manual_seed(2), n_samples=5)
+    assert with_ais["log_z_low"] <= exact_z <= with_ais["log_z_high"]
+    assert abs(with_ais["log_z"] - exact_z) < 0.1
     assert with_exact["bound_low"] == with_exact["bound"] == with_exact["bound_high"]
     assert with_ais["bound_low"] <= with_ais["bound"] <= with_ais["bound_high"]
 
@@ -189,17 +191,17 @@ def test_layers_train_in_turn_on_the_frozen_layers_output():
 def test_the_lr_schedule_runs_once_per_layer():
     """Each RBM anneals over its own steps: with a cosine schedule to 0 the learning rate is back at
     its peak when a layer starts and near 0 at the end of each layer, in the training loop itself."""
-    from genlearn.train.loop import lr_factor, schedule_progress
+    from genlearn.train.loop import lr_factor
 
     data = teacher(400)
     model = DBN(Config(n_visible=12, hidden="8,6", epochs=4, batch_size=100, epochs_per_layer=1.5))
     model.prepare(types.SimpleNamespace(train_x=data), 100)  # 16 steps: 6 of layer 1, 10 of layer 2
-    progress = [schedule_progress(model, s, 16) for s in range(16)]
+    progress = [model.schedule_progress(s, 16) for s in range(16)]
     assert progress[0] == 0.0 and progress[6] == 0.0
     assert progress[5] == pytest.approx(5 / 6) and progress[15] == pytest.approx(9 / 10)
     assert all(a < b for a, b in zip(progress[:5], progress[1:6]))
-    assert lr_factor("cosine", progress[6], 0.0) == 1.0
-    assert schedule_progress(object(), 4, 16) == 0.25  # models without phases: the whole run
+    assert lr_factor(Config(lr_schedule="cosine", lr_final=0.0), 6, progress[6]) == 1.0
+    assert registry.create("vae").schedule_progress(4, 16) == 0.25  # no phases: the whole run
 
 
 @pytest.mark.parametrize("propagate", ["sample", "mean"])
@@ -295,12 +297,12 @@ def test_greedy_training_raises_the_bound_on_mnist(mnist_full):
     model.prepare(data, 50)
 
     def bound() -> float:
-        out = dbn_log_likelihood_bound(
+        out = log_likelihood_bound(
             model,
             valid,
-            5,
-            log_z_top=model.layers[-1].log_partition_exact(),
+            log_z=model.layers[-1].log_partition_exact(),
             generator=torch.Generator().manual_seed(1),
+            n_samples=5,
         )
         return out["bound"]
 

@@ -83,3 +83,48 @@ def _initial_state() -> dict[str, torch.Tensor]:
 
     torch.manual_seed(FIELDS["seed"])
     return registry.create("autoencoder", **FIELDS).state_dict()
+
+
+PCD_FIELDS = dict(method="pcd", n_hidden=20, epochs=1, train_limit=600, batch_size=100, eval_every=0, seed=3)
+
+PCD_SCRIPT = SCRIPT.replace('"autoencoder"', '"rbm"')
+
+
+@pytest.mark.slow
+def test_two_ranks_keep_their_own_pcd_chains(tmp_path: Path) -> None:
+    """Persistent chains (`local_buffers`) are each rank's own: neither broadcast from rank 0 at the
+    start nor overwritten after each step, while the parameters stay identical on every rank."""
+    script = tmp_path / "train_rbm.py"
+    script.write_text(PCD_SCRIPT)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ddp"
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", str(script), str(out), repr(PCD_FIELDS)]
+    _run(cmd, tmp_path)
+
+    rank0 = safetensors.torch.load_file(out / "rank0.safetensors")
+    rank1 = safetensors.torch.load_file(out / "rank1.safetensors")
+    assert not torch.equal(rank0["chains"], rank1["chains"]), "rank 1's chains were overwritten by rank 0's"
+    from genlearn import registry
+
+    params = {name for name, _ in registry.create("rbm", **PCD_FIELDS).named_parameters()}
+    assert params == {"W", "visible_bias", "hidden_bias"}
+    for key in params:
+        assert torch.equal(rank0[key], rank1[key]), f"ranks disagree on {key}"
+
+
+@pytest.mark.parametrize(
+    "name, fields",
+    [
+        ("rbm", dict(n_hidden=20, method="pcd")),
+        ("dbn", dict(hidden="20,10")),
+        ("dbm", dict(n_hidden1=20, n_hidden2=10)),
+    ],
+)
+def test_local_buffers_name_the_persistent_chains(name: str, fields: dict) -> None:
+    """Every persistent-chain buffer is declared local, and every declared name is a buffer."""
+    from genlearn import registry
+
+    model = registry.create(name, **fields)
+    buffers = {n for n, _ in model.named_buffers()}
+    assert set(model.local_buffers) <= buffers
+    assert set(model.local_buffers) == {n for n in buffers if n.split(".")[-1] == "chains"}

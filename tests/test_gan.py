@@ -102,28 +102,26 @@ def test_algorithm_1_k_discriminator_updates_per_generator_update(k):
 def test_generator_update_leaves_the_discriminator_alone():
     model = make()
     d_before = params(model.D)
-    model._generator_step(10)
+    model._generator_step(10, None)
     assert same(params(model.D), d_before)
     assert all(p.grad is None for p in model.D.parameters())
 
 
 def test_sgd_schedules_follow_the_paper():
+    """lr 0.1 divided by 1.000004 every iteration (the loop's exponential schedule), not below
+    1e-6; momentum rising linearly from 0.5 to 0.7 (the model's ramp)."""
+    from genlearn.train.loop import lr_factor
+
     model = make(momentum_epochs=10)
+    c = model.config
+    assert c.lr_schedule == "exponential"
+    assert c.lr * lr_factor(c, 1000, 0.0) == pytest.approx(0.1 / 1.000004**1000)
+    assert c.lr * lr_factor(c, 10**8, 0.0) == pytest.approx(1e-6)
     model.steps_per_epoch = 100
-    model.g_updates.fill_(1000)
     model.d_updates.fill_(500)  # epoch 5 of a 10-epoch ramp
-    model._schedule()
-    group = model.optimizers["d"].param_groups[0]
-    assert group["lr"] == pytest.approx(0.1 / 1.000004**1000)
-    assert group["momentum"] == pytest.approx(0.6)
-    model.g_updates.fill_(10**8)
-    model._schedule()
-    assert model.optimizers["g"].param_groups[0]["lr"] == pytest.approx(1e-6)
-    model.g_updates.fill_(1000)  # a step reports the lr it used, for metrics.jsonl
-    for opt in model.optimizers.values():  # the loop sets the base lr before every step
-        opt.param_groups[0]["lr"] = 0.1
-    stats = model.train_step({"x": torch.rand(10, 1, 28, 28)})
-    assert stats["lr"] == pytest.approx(0.1 / 1.000004**1000)
+    model._momentum_ramp()
+    assert model.optimizers["d"].param_groups[0]["momentum"] == pytest.approx(0.6)
+    assert model.optimizers["g"].param_groups[0]["momentum"] == pytest.approx(0.6)
 
 
 def test_collapse_warnings_fire_once():
@@ -197,10 +195,11 @@ def test_resumed_gan_run_equals_an_uninterrupted_one(tmp_path):
     resume_then_compare(tmp_path, "gan", sets)
     results = json.loads((tmp_path / "half" / "results.json").read_text())
     assert set(results["metrics"]) == {"d_real", "d_fake"}
-    # metrics.jsonl logs the lr the SGD steps used, decayed per generator update, not the base lr
+    # metrics.jsonl logs the lr the SGD steps used, decayed every step, not the base lr
     lines = (tmp_path / "half" / "metrics.jsonl").read_text().splitlines()
     logged = [r["lr"] for r in map(json.loads, lines) if "lr" in r]
-    assert len(logged) > 2 and logged[0] == 0.1 > logged[-1] > 0 and logged == sorted(logged, reverse=True)
+    assert len(logged) > 2 and 0.1 > logged[0] > logged[-1] > 0 and logged == sorted(logged, reverse=True)
+    assert logged[0] == pytest.approx(0.1 / 1.000004, rel=1e-9)  # logged after step 2, at step 1's lr
 
 
 def test_conv_networks_on_2d_data_are_refused():

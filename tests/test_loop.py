@@ -237,7 +237,7 @@ def test_ctrl_c_before_the_first_checkpoint_claims_no_checkpoint(tmp_path, monke
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop.mnist, "load", interrupted)
+    monkeypatch.setattr(mnist, "load", interrupted)
     proc = run_main(
         "train", "vae", "--out", tmp_path / "run", "--quiet", "--set", *sets(epochs=1), cwd=tmp_path
     )
@@ -417,14 +417,14 @@ def test_reading_a_run_while_it_checkpoints_does_not_break_the_writer(tmp_path, 
     config = model.config
     (tmp_path / "config.toml").write_text(cfg.to_toml(config, "vae", "test"))
     checkpoint.save(tmp_path, model, fake_state(1))
-    real = checkpoint._write_synced
+    real = checkpoint.write_synced
 
     def write_then_someone_reads(path, data):
         real(path, data)
         if Path(path).name == "model.safetensors.tmp":
             runs.load_model(tmp_path)  # e.g. `genlearn sample RUN` started at this moment
 
-    monkeypatch.setattr(checkpoint, "_write_synced", write_then_someone_reads)
+    monkeypatch.setattr(checkpoint, "write_synced", write_then_someone_reads)
     checkpoint.save(tmp_path, model, fake_state(2))
     assert step_of(tmp_path / "model.safetensors") == 2
 

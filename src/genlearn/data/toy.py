@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from genlearn.data.base import DataSet
 from genlearn.errors import UserError
 
 STD = 0.02  # standard deviation of every mode (VEEGAN's 2-D experiments)
@@ -95,7 +96,7 @@ def sample_mixture(
 
 
 @dataclass
-class Toy2D:
+class Toy2D(DataSet):
     """The three splits of a toy mixture, like `mnist.MNIST`: points (n, 2) float32 and, as labels,
     the index of the mode each point was drawn from; plus the mixture itself (`modes`, `std`)."""
 
@@ -115,9 +116,12 @@ class Toy2D:
             raise UserError(
                 f"the toy data set {self.name or '2-D mixture'} is continuous; it cannot be binarized"
             )
-        if name not in ("valid", "test", "train"):
-            raise UserError(f"unknown split {name!r}; choose train, valid or test")
+        self.check_split(name)
         return {"x": getattr(self, f"{name}_x"), "y": getattr(self, f"{name}_y")}
+
+    def sample_stats(self, model) -> dict[str, float]:
+        """VEEGAN's mode statistics of N_EVAL_SAMPLES of the model's points."""
+        return mode_stats(model.sample(N_EVAL_SAMPLES), self.modes, self.std)
 
 
 def load_toy(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from genlearn.data import mnist
-from genlearn.errors import UserError
+from genlearn.data.base import DataSet
 
 SIZE = 60  # the canvas is SIZE x SIZE
 DIGIT = 28
@@ -75,7 +75,7 @@ def layout(n_images: int, n_digits: int, seed: int) -> tuple[torch.Tensor, torch
 
 
 @dataclass
-class TwoDigitMNIST:
+class TwoDigitMNIST(DataSet):
     """The three splits, composed on demand; the same interface as `mnist.MNIST`."""
 
     train_x: Composer
@@ -87,8 +87,7 @@ class TwoDigitMNIST:
 
     def split(self, name: str, binary: bool) -> dict[str, torch.Tensor]:
         """A held-out split as a batch dict; `binary` gives the fixed (seed 0) binarization."""
-        if name not in ("valid", "test", "train"):
-            raise UserError(f"unknown split {name!r}; choose train, valid or test")
+        self.check_split(name)
         x, y = getattr(self, f"{name}_x").all(), getattr(self, f"{name}_y")
         return {"x": mnist.binarize_fixed(x) if binary else x, "y": y}
 

@@ -56,18 +56,16 @@ found), which is why the tests compare with exact values on models small enough 
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch.nn import functional as F
 
 from genlearn.errors import UserError
-from genlearn.nn.lstm import linear  # x W^T + b through oneDNN where it is faster
+from genlearn.nn.distributions import BASE_RATE_EPS, base_rate_bias  # noqa: F401 (part of this API)
+from genlearn.nn.onednn import linear
+from genlearn.nn.stats import mean_and_stderr
 
-# Pixel means are clipped to [BASE_RATE_EPS, 1 - BASE_RATE_EPS] before taking log-odds: MNIST has
-# pixels that are never on in the training set, whose logit would be -inf.
-BASE_RATE_EPS = 1e-3
 # The protocol's schedule: (number of steps, end of segment), starting at beta = 0.
 SCHEDULE = ((500, 0.5), (4_000, 0.9), (10_000, 1.0))
 
@@ -80,13 +78,6 @@ def default_betas() -> torch.Tensor:
         start = end
     parts.append(torch.ones(1, dtype=torch.float64))
     return torch.cat(parts)
-
-
-def base_rate_bias(train_x: torch.Tensor, eps: float = BASE_RATE_EPS) -> torch.Tensor:
-    """Visible biases of the base-rate model: log(p / (1 - p)) of the training pixel means, the
-    means clipped to [eps, 1 - eps] so that pixels never (or always) on get finite logits."""
-    p = train_x.flatten(1).double().mean(0).clamp(eps, 1 - eps)
-    return torch.log(p / (1 - p)).float()
 
 
 def base_log_partition(base_visible_bias: torch.Tensor, n_hidden: int) -> float:
@@ -203,9 +194,7 @@ def mean_negative_free_energy(rbm: Any, x: torch.Tensor, chunk: int = 1000) -> t
     for xb in x.split(chunk):
         xb = xb.to(W.device, torch.float64)
         values.append(xb @ b + F.softplus(xb @ W + c).sum(1))
-    values = torch.cat(values)
-    stderr = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else 0.0
-    return float(values.mean()), stderr
+    return mean_and_stderr(torch.cat(values))
 
 
 def rbm_log_likelihood(
@@ -235,20 +224,6 @@ def rbm_log_likelihood(
     }
 
 
-def dbm_as_rbm(dbm: Any) -> Any:
-    """A two-hidden-layer DBM (anything with W1 (V x H1), W2 (H1 x H2), visible_bias,
-    hidden_bias1, hidden_bias2) as the RBM it is between h1 ("visible") and (v, h2) ("hidden"):
-    W = [W1^T, W2] (H1 x (V + H2)), visible biases c1, hidden biases [b, c2], detached, float32.
-
-    The layers of a DBM alternate, so given h1 the units of v and of h2 are all conditionally
-    independent, just as an RBM's hidden units are given its visible ones: the unnormalised
-    marginal p*(h1) = sum_{v,h2} exp(-E) is this RBM's exp(-F(h1)), and Z is the same number."""
-    W1, W2, b, c1, c2 = (
-        t.detach().float() for t in (dbm.W1, dbm.W2, dbm.visible_bias, dbm.hidden_bias1, dbm.hidden_bias2)
-    )
-    return SimpleNamespace(W=torch.cat([W1.t(), W2], 1), visible_bias=c1, hidden_bias=torch.cat([b, c2]))
-
-
 def dbm_log_partition(
     dbm: Any,
     n_runs: int = 100,
@@ -263,12 +238,46 @@ def dbm_log_partition(
     Hinton 2009): the intermediate distributions are log p*_k(h1) = (1 - beta_k) b_A^T h1 +
     beta_k c1^T h1 + sum_i softplus(beta_k (b + W1 h1)_i) + sum_m softplus(beta_k (c2 + h1^T W2)_m),
     and each transition is one Gibbs sweep (v, h2) ~ p_k(. | h1), h1 ~ p_k(h1 | v, h2): the RBM
-    AIS of `ais_log_weights` on `dbm_as_rbm(dbm)`, with the same schedule (`default_betas`) and
-    interval. The base model has independent h1 units with biases `base_bias` (H1,) and zero
-    weights and zero biases elsewhere; when None it is uniform (base_bias = 0: every h1 state
-    equally likely, log Z_A = (H1 + V + H2) log 2), which needs no data. For lower variance on a
-    trained model pass the base rate of h1, e.g. `base_rate_bias` of mean-field posteriors of
-    training images (`genlearn.models.dbm.DBM.h1_base_rate`)."""
-    rbm = dbm_as_rbm(dbm)
-    base = torch.zeros_like(rbm.visible_bias) if base_bias is None else base_bias
-    return rbm_log_partition(rbm, n_runs, betas, base, generator)
+    AIS of `ais_log_weights` on `dbm.partition_rbm()`, with the same schedule (`default_betas`)
+    and interval. The base model has independent h1 units with biases `base_bias` (H1,) and zero
+    weights and biases elsewhere; when None it is uniform (`dbm.ais_base_bias()`, zeros: every h1
+    state equally likely), which needs no data. For lower variance on a trained model pass the
+    base rate of h1 of training images, `dbm.ais_base_bias(train_x)`."""
+    base = dbm.ais_base_bias() if base_bias is None else base_bias
+    return rbm_log_partition(dbm.partition_rbm(), n_runs, betas, base, generator)
+
+
+def log_likelihood_bound(
+    model: Any,
+    x: torch.Tensor,
+    n_runs: int = 100,
+    betas: Any = None,
+    base_bias: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    log_z: float | None = None,
+    **terms: Any,
+) -> dict[str, float]:
+    """Mean variational lower bound on log p(x) over the rows of x (Salakhutdinov & Murray 2008;
+    Salakhutdinov & Hinton 2009) for a model whose normaliser is an RBM's: mean(bound_terms(x))
+    - log Z, where `model.bound_terms(x, generator, **terms)` is per image the bound plus log Z
+    (a DBN's sampled q(h | x), a DBM's mean field) and log Z is that of `model.partition_rbm()`
+    (a DBN's top RBM; a DBM as the RBM over h1), by AIS from the base model with visible biases
+    `base_bias` (`model.ais_base_bias()` when None) unless `log_z` is given (e.g. exact).
+
+    The interval [bound_low, bound_high] is AIS's +-3 std interval of log Z carried over;
+    `bound_stderr` is the sampling error of the mean over images."""
+    if log_z is None:
+        base = model.ais_base_bias() if base_bias is None else base_bias
+        log_z, low, high = rbm_log_partition(model.partition_rbm(), n_runs, betas, base, generator)
+    else:
+        log_z = low = high = float(log_z)
+    mean, stderr = mean_and_stderr(model.bound_terms(x, generator, **terms))
+    return {
+        "bound": mean - log_z,
+        "bound_low": mean - high,
+        "bound_high": mean - low,
+        "bound_stderr": stderr,
+        "log_z": log_z,
+        "log_z_low": low,
+        "log_z_high": high,
+    }

@@ -58,6 +58,7 @@ from genlearn.nn.distributions import (
     reparameterize,
     std_normal_log_prob,
 )
+from genlearn.nn.stats import mean_and_stderr
 
 __all__ = [
     "DEFAULT_MAX_ROWS",
@@ -377,14 +378,6 @@ def iw_log_likelihood(
     return result.clone()
 
 
-def _mean_and_stderr(values: Tensor) -> tuple[float, float]:
-    """Mean and standard error of the mean (NaN for a single value), accumulated in float64."""
-    v = values.detach().to(torch.float64)
-    n = v.numel()
-    stderr = (v.std() / math.sqrt(n)).item() if n > 1 else math.nan
-    return v.mean().item(), stderr
-
-
 def nll(
     model: LatentModel,
     x: Tensor,
@@ -399,7 +392,7 @@ def nll(
     expectation) and ``nll_stderr`` its standard error over images, the number to quote with it.
     """
     est = iw_log_likelihood(model, x, k, generator=generator, progress=progress, max_rows=max_rows)
-    mean, stderr = _mean_and_stderr(-est)
+    mean, stderr = mean_and_stderr(-est)
     return {"nll": mean, "nll_stderr": stderr, "k": _check_k(k), "n": est.shape[0]}
 
 
@@ -411,5 +404,5 @@ def elbo_stats(
 ) -> dict[str, float | int]:
     """Mean ELBO over images with its standard error: ``{"elbo", "elbo_stderr", "n"}``."""
     values = elbo(model, x, generator=generator, batch_size=batch_size)
-    mean, stderr = _mean_and_stderr(values)
+    mean, stderr = mean_and_stderr(values)
     return {"elbo": mean, "elbo_stderr": stderr, "n": values.shape[0]}

@@ -1,8 +1,16 @@
-"""The metrics `genlearn eval RUN --metric NAME` can compute, each checking it fits the model."""
+"""The metrics `genlearn eval RUN --metric NAME` can compute, each through the model contract.
+
+Every metric is `metric(model, split, data, opts) -> dict`: `split` is the held-out batch dict it
+scores (`x`, and `y` where the data set has labels) on the model's device, `data` the whole data
+set (for training images, a validation set or the real-data ceiling), `opts` the typed
+`Options`. A metric that needs an ability the model does not declare refuses with one `UserError`
+line (`model.require`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -10,71 +18,94 @@ import torch
 from genlearn.errors import UserError
 
 
-def _needs(model: torch.nn.Module, metric: str, *methods: str) -> None:
-    missing = [m for m in methods if not hasattr(model, m)]
-    if missing:
-        name = getattr(model, "name", type(model).__name__)
-        raise UserError(f"metric {metric!r} does not apply to model {name!r} (it has no {missing[0]})")
+@dataclass(frozen=True)
+class Options:
+    """How a metric is computed: the seed of its noise, the importance samples of `nll`, the AIS
+    runs of `ais`, the split it scores, and whether to show progress."""
+
+    seed: int = 0
+    k: int = 5000
+    ais_runs: int = 100
+    split: str = "test"
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise UserError(f"--k must be at least 1, got {self.k}")
+        if self.ais_runs < 1:
+            raise UserError(f"--ais-runs must be at least 1, got {self.ais_runs}")
+        if self.split not in ("test", "valid"):
+            raise UserError(f"unknown split {self.split!r}; choose test or valid")
 
 
-def _generator(data, seed: int) -> torch.Generator:
+def _generator(split: dict[str, torch.Tensor], seed: int) -> torch.Generator:
     """A generator on the device the data lives on (the noise is drawn there)."""
-    return torch.Generator(device=data["x"].device).manual_seed(seed)
+    return torch.Generator(device=split["x"].device).manual_seed(seed)
 
 
-def elbo(model, data, opts) -> dict[str, Any]:
-    _needs(model, "elbo", "encode", "log_likelihood")
+def elbo(model, split, data, opts: Options) -> dict[str, Any]:
+    model.require("log_likelihood", "metric 'elbo'")
     from genlearn.eval.likelihood import elbo_stats
 
-    return elbo_stats(model, data["x"].flatten(1), generator=_generator(data, opts.seed))
+    return elbo_stats(model, split["x"].flatten(1), generator=_generator(split, opts.seed))
 
 
-def nll(model, data, opts) -> dict[str, Any]:
-    if not hasattr(model, "encode") and hasattr(model, "nll_bound"):  # DRAW: its bound L^x + L^z
+def nll(model, split, data, opts: Options) -> dict[str, Any]:
+    """The importance-weighted estimate with k samples; for a model that has only a variational
+    bound (DRAW), that bound, labelled `nll_bound`."""
+    if not model.can("log_likelihood") and model.can("nll_bound"):
         torch.manual_seed(opts.seed)
-        out = model.evaluate(data)
+        out = model.evaluate(split)
         return {"nll_bound": out["nll_bound"], "nll_bound_stderr": out["nll_bound_stderr"]}
-    _needs(model, "nll", "encode", "log_likelihood")
+    model.require("log_likelihood", "metric 'nll'")
     from genlearn.eval.likelihood import nll as iw_nll
 
-    out = iw_nll(
-        model,
-        data["x"].flatten(1),
-        opts.k,
-        generator=_generator(data, opts.seed),
-        progress=opts.progress,
-    )
+    x = split["x"].flatten(1)
+    out = iw_nll(model, x, opts.k, generator=_generator(split, opts.seed), progress=opts.progress)
     return {f"nll_k{opts.k}": out["nll"], f"nll_k{opts.k}_stderr": out["nll_stderr"]}
 
 
-def probe(model, data, opts) -> dict[str, Any]:
-    _needs(model, "probe", "features")
+def probe(model, split, data, opts: Options) -> dict[str, Any]:
+    model.require("features", "metric 'probe'")
     from genlearn.eval.probe import probe_accuracy
 
-    return probe_accuracy(model, data, seed=opts.seed, progress=opts.progress)
+    return probe_accuracy(model, split, data, seed=opts.seed, progress=opts.progress)
 
 
-def _samples(model, n: int, seed: int) -> torch.Tensor:
-    """n samples from the model, seeded, on the CPU, in chunks of at most 1,000."""
-    _needs(model, "sample-based metrics", "sample")
+def _images_of(model, metric: str) -> None:
+    """Refuse a sample-based metric for a model of 2-D points (they are judged by mode counts)."""
+    if model.image_shape is None:
+        raise UserError(
+            f"metric {metric!r} scores images; model {model.name!r} makes 2-D points "
+            "(its mode statistics are in results.json)"
+        )
+
+
+def _samples(model, n: int, seed: int, **condition: Any) -> torch.Tensor:
+    """n samples from the model, seeded, on the CPU, in chunks of at most 1,000; a conditional
+    model draws its conditions from the held-out distribution unless they are given."""
     torch.manual_seed(seed)
     model.eval()
+    chunks = []
     with torch.no_grad():
-        return torch.cat([model.sample(min(1000, n - i)).float().cpu() for i in range(0, n, 1000)])
+        for i in range(0, n, 1000):
+            part = {k: v[i : i + 1000] for k, v in condition.items()}
+            chunks.append(model.sample(min(1000, n - i), **part).float().cpu())
+    return torch.cat(chunks)
 
 
-def parzen(model, data, opts) -> dict[str, Any]:
+def parzen(model, split, data, opts: Options) -> dict[str, Any]:
     """The GAN paper's protocol on MNIST intensities (for every family, whatever it trains on),
     and the same estimator on 10,000 real training images: the ceiling it can show."""
     from genlearn.eval import parzen as pz
 
-    full = data["mnist"]
-    held = getattr(full, f"{opts.split}_x")
-    valid = full.valid_x[: pz.N_VALID]
+    _images_of(model, "parzen")
+    held = getattr(data, f"{opts.split}_x")
+    valid = data.valid_x[: pz.N_VALID]
     out: dict[str, Any] = {}
     sets = (
         ("parzen", _samples(model, pz.N_SAMPLES, opts.seed)),
-        ("parzen_real_train", full.train_x[: pz.N_SAMPLES]),
+        ("parzen_real_train", data.train_x[: pz.N_SAMPLES]),
     )
     for name, points in sets:
         sigma = pz.select_sigma(points, valid)
@@ -83,7 +114,7 @@ def parzen(model, data, opts) -> dict[str, Any]:
     return out
 
 
-N_SAMPLE_METRIC = 10_000  # samples scored by fid and coverage
+N_SAMPLE_METRIC = 10_000  # samples scored by fid, coverage and label_agreement
 
 
 def _classifiable(samples: torch.Tensor) -> torch.Tensor:
@@ -93,29 +124,30 @@ def _classifiable(samples: torch.Tensor) -> torch.Tensor:
     return as_images(samples, "the model's samples")
 
 
-def fid(model, data, opts) -> dict[str, Any]:
+def fid(model, split, data, opts: Options) -> dict[str, Any]:
     """Frechet distance between the in-project classifier's features of 10,000 samples and of the
     split's images, with the same distance for the 10,000 validation images as the floor."""
     from genlearn.eval import sample_metrics as sm
     from genlearn.eval.classifier import load_classifier
 
-    full = data["mnist"]
+    _images_of(model, "fid")
     samples = _classifiable(_samples(model, N_SAMPLE_METRIC, opts.seed))
     classifier = load_classifier(progress=opts.progress)
-    floor_set = full.valid_x if opts.split == "test" else full.test_x
-    held = sm.feature_stats(getattr(full, f"{opts.split}_x"), classifier, "held-out images")
+    floor_set = data.valid_x if opts.split == "test" else data.test_x
+    held = sm.feature_stats(getattr(data, f"{opts.split}_x"), classifier, "held-out images")
     return {
         "fid": sm.frechet_from_stats(*sm.feature_stats(samples, classifier, "samples"), *held),
         "fid_real": sm.frechet_from_stats(*sm.feature_stats(floor_set, classifier, "real images"), *held),
     }
 
 
-def coverage(model, data, opts) -> dict[str, Any]:
+def coverage(model, split, data, opts: Options) -> dict[str, Any]:
     """Class histogram of 10,000 samples by the classifier, its KL from uniform, and the
     classifier score exp(E KL(p(y|x) || p(y)))."""
     from genlearn.eval import sample_metrics as sm
     from genlearn.eval.classifier import load_classifier
 
+    _images_of(model, "coverage")
     samples = _classifiable(_samples(model, N_SAMPLE_METRIC, opts.seed))
     classifier = load_classifier(progress=opts.progress)
     log_p = sm.class_log_probs(samples, classifier)  # one pass of the classifier for all three
@@ -127,20 +159,47 @@ def coverage(model, data, opts) -> dict[str, Any]:
     }
 
 
-def ais(model, data, opts) -> dict[str, Any]:
-    """Annealed importance sampling (Salakhutdinov & Murray 2008): log Z with its +-3 std interval
-    from 100 runs (`--ais-runs`) over ~14,500 temperatures, a base-rate model from the training pixel means,
-    and the split's mean log-likelihood (a variational bound on it for the DBN and DBM)."""
-    x, train_x, generator = data["x"].flatten(1), data["mnist"].train_x, _generator(data, opts.seed)
-    n_runs = opts.ais_runs
-    if hasattr(model, "log_likelihood_bound"):  # DBN, DBM: a variational bound with log Z from AIS
-        out = model.log_likelihood_bound(x, train_x=train_x, n_runs=n_runs, generator=generator)
-    else:
-        _needs(model, "ais", "free_energy")
-        from genlearn.eval import ais as ais_
+def label_agreement(model, split, data, opts: Options) -> dict[str, Any]:
+    """For a model that takes labels: 10,000 samples, 1,000 drawn for each digit, and the fraction
+    that the in-project MNIST classifier assigns to the digit they were drawn for (with its
+    standard error and per class). The classifier's own test accuracy is its ceiling."""
+    from genlearn.eval import sample_metrics as sm
+    from genlearn.eval.classifier import NUM_CLASSES, load_classifier
+    from genlearn.nn.stats import mean_and_stderr
 
+    if "labels" not in model.conditions:
+        raise UserError(
+            f"metric 'label_agreement' does not apply to model {model.name!r} (it takes no labels)"
+        )
+    labels = torch.arange(NUM_CLASSES).repeat_interleave(N_SAMPLE_METRIC // NUM_CLASSES)
+    samples = _classifiable(_samples(model, len(labels), opts.seed, labels=labels.to(model.device)))
+    classifier = load_classifier(progress=opts.progress)
+    hits = (sm.class_log_probs(samples, classifier).argmax(1) == labels).double()
+    mean, stderr = mean_and_stderr(hits)
+    per_class = hits.view(NUM_CLASSES, -1).mean(1)
+    return {
+        "label_agreement": mean,
+        "label_agreement_stderr": stderr,
+        "label_agreement_per_class": [round(float(a), 4) for a in per_class],
+    }
+
+
+def ais(model, split, data, opts: Options) -> dict[str, Any]:
+    """Annealed importance sampling (Salakhutdinov & Murray 2008): log Z with its +-3 std interval
+    from 100 runs (`--ais-runs`) over ~14,500 temperatures, a base-rate model from the training
+    data, and the split's mean log-likelihood (a variational bound on it for the DBN and DBM)."""
+    from genlearn.eval import ais as ais_
+    from genlearn.nn.distributions import base_rate_bias
+
+    x, generator = split["x"].flatten(1), _generator(split, opts.seed)
+    if model.can("log_likelihood_bound"):  # DBN, DBM: a variational bound with log Z from AIS
+        base = model.ais_base_bias(data.train_x)
+        out = ais_.log_likelihood_bound(model, x, n_runs=opts.ais_runs, base_bias=base, generator=generator)
+    else:
+        model.require("free_energy", "metric 'ais'")
+        base = base_rate_bias(data.train_x)
         out = ais_.rbm_log_likelihood(
-            model, x, n_runs=n_runs, base_visible_bias=ais_.base_rate_bias(train_x), generator=generator
+            model, x, n_runs=opts.ais_runs, base_visible_bias=base, generator=generator
         )
     return {f"ais_{k}": float(v) for k, v in out.items()}
 
@@ -152,18 +211,18 @@ METRICS: dict[str, Callable[..., dict[str, Any]]] = {
     "parzen": parzen,
     "fid": fid,
     "coverage": coverage,
+    "label_agreement": label_agreement,
     "ais": ais,
 }
-PLANNED: tuple[str, ...] = ()
 
 
 def check_name(name: str) -> None:
     """Refuse an unknown metric name (before any model or data is loaded)."""
     if name not in METRICS:
-        later = f" ({name!r} is not implemented yet)" if name in PLANNED else ""
-        raise UserError(f"unknown metric {name!r}{later}; available: {', '.join(METRICS)}")
+        raise UserError(f"unknown metric {name!r}; available: {', '.join(METRICS)}")
 
 
-def compute(name: str, model, data, opts) -> dict[str, Any]:
+def compute(name: str, model, split: dict[str, torch.Tensor], data: Any, opts: Options) -> dict[str, Any]:
+    """Metric `name` of `model` on the held-out batch dict `split` of data set `data`."""
     check_name(name)
-    return METRICS[name](model, data, opts)
+    return METRICS[name](model, split, data, opts)

@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from genlearn.errors import UserError
-from genlearn.eval.likelihood import _mean_and_stderr
+from genlearn.nn.stats import mean_and_stderr
 
 # The protocol's grid, 0.1 ... 1 evenly spaced in log; floats so that nobody can modify it in place.
 DEFAULT_SIGMAS: tuple[float, ...] = tuple(torch.logspace(-1, 0, 10, dtype=torch.float64).tolist())
@@ -158,5 +158,5 @@ def parzen_estimate(
     """The number to report: mean log-likelihood of the rows of `data` and its standard error,
     ``{"mean", "stderr", "sigma", "n"}`` (stderr = std / sqrt(n), NaN for a single row)."""
     values = parzen_log_likelihood(samples, data, sigma, batch_size=batch_size)
-    mean, stderr = _mean_and_stderr(values)
+    mean, stderr = mean_and_stderr(values)
     return {"mean": mean, "stderr": stderr, "sigma": float(sigma), "n": values.shape[0]}

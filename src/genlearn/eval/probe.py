@@ -37,9 +37,8 @@ CHUNK = 5000
 
 
 @torch.no_grad()
-def _features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    device = next(model.parameters()).device
-    out = [model.features(chunk.to(device)).float().flatten(1).cpu() for chunk in x.split(CHUNK)]
+def _features(model: Any, x: torch.Tensor) -> torch.Tensor:
+    out = [model.features(chunk.to(model.device)).float().flatten(1).cpu() for chunk in x.split(CHUNK)]
     return torch.cat(out)
 
 
@@ -194,21 +193,20 @@ def linear_probe(
 
 
 def probe_accuracy(
-    model: torch.nn.Module, data: dict[str, Any], seed: int = 0, progress: bool = False
+    model: Any, split: dict[str, torch.Tensor], full: Any, seed: int = 0, progress: bool = False
 ) -> dict:
     """Linear-probe test accuracy on `model.features` and on raw pixels.
 
-    `data` is a held-out split {"x", "y"} plus `data["mnist"]`, the full `MNIST` object whose
-    training images fit the probe and whose validation images choose its regularisation. `seed`
-    seeds any noise inside `features` (none for deterministic encoders); the fit itself is
-    deterministic.
+    `split` is the held-out batch dict {"x", "y"} it scores; `full` the data set (`mnist.MNIST`)
+    whose training images fit the probe and whose validation images choose its regularisation,
+    binarized (fixed) for a model trained on binary images. `seed` seeds any noise inside
+    `features` (none for deterministic encoders); the fit itself is deterministic.
     """
-    full: mnist.MNIST = data["mnist"]
     train_x, valid_x = full.train_x, full.valid_x
-    if getattr(model, "data_kind", "continuous") == "binary":
+    if model.data_kind == "binary":
         train_x = mnist.binarize_fixed(train_x)
         valid_x = mnist.binarize_fixed(valid_x)
-    test_x, test_y = data["x"].cpu(), data["y"].cpu()
+    test_x, test_y = split["x"].cpu(), split["y"].cpu()
     sets = {
         "features": lambda x: _features(model, x),
         "pixels": lambda x: x.flatten(1).float(),

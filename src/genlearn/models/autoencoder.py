@@ -38,12 +38,13 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from genlearn.config import Common, bounded, choice
+from genlearn.models.base import GenerativeModel
 from genlearn.nn.mlp import ACTIVATIONS, mlp
-from genlearn.train.optim import make_optimizer
+from genlearn.nn.optim import make_optimizer
+from genlearn.nn.stats import mean_and_stderr
 
 IMAGE_SHAPE = (1, 28, 28)
 STATS_MOMENTUM = 0.01  # floor of the running code statistics' update weight
@@ -60,10 +61,12 @@ class Config(Common):
     weight_decay: float = bounded(0.0, min=0.0, help="L2 penalty on the weights")
 
 
-class Autoencoder(nn.Module):
+class Autoencoder(GenerativeModel):
     """MLP encoder h = f(x) and mirrored decoder x_hat = g(h), trained on reconstruction error."""
 
     Config = Config
+    image_shape = IMAGE_SHAPE
+    capabilities = frozenset({"encode", "features", "reconstruct"})
 
     def __init__(self, config: Config):
         super().__init__()
@@ -76,7 +79,9 @@ class Autoencoder(nn.Module):
         self.register_buffer("code_mean", torch.zeros(config.code_dim))
         self.register_buffer("code_var", torch.ones(config.code_dim))
         self.register_buffer("code_updates", torch.zeros((), dtype=torch.int64))
-        self.optimizers = {"model": make_optimizer(config.optimizer, self.parameters(), config)}
+        self.optimizers = {
+            "model": make_optimizer(config.optimizer, self.parameters(), config.lr, config.weight_decay)
+        }
 
     @property
     def data_kind(self) -> str:
@@ -138,12 +143,13 @@ class Autoencoder(nn.Module):
         return self.mean_image(self.decode(self.encode(x)))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, **condition) -> torch.Tensor:
         """Decodings of h ~ N(code_mean, diag(code_var)): not a generative model's samples.
 
         The Gaussian is fitted to the training codes (running estimates kept during training);
         see the module docstring.
         """
+        self.conditions_for(n, generator, **condition)  # it takes none: refuse any
         device = self.code_mean.device
         eps = torch.randn(n, self.code_dim, generator=generator, device=device)
         code = self.code_mean + self.code_var.clamp(min=0).sqrt() * eps
@@ -154,5 +160,5 @@ class Autoencoder(nn.Module):
         """Held-out reconstruction error L(x) per image, with its standard error over images."""
         x = data["x"].flatten(1)
         values = torch.cat([self.reconstruction_loss(c, self.decode(self.encode(c))) for c in x.split(2000)])
-        stderr = values.std() / len(values) ** 0.5 if len(values) > 1 else torch.zeros(())
-        return {"recon": values.mean().item(), "recon_stderr": stderr.item()}
+        mean, stderr = mean_and_stderr(values)
+        return {"recon": mean, "recon_stderr": stderr}

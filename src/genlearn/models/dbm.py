@@ -74,18 +74,16 @@ with H the Bernoulli entropies, and log Z from AIS (`dbm_log_likelihood_bound`) 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
-from genlearn.eval.ais import base_rate_bias, dbm_log_partition
 from genlearn.models import rbm
+from genlearn.models.base import GenerativeModel
 from genlearn.models.dbn import (
     BASE_RATE_IMAGES,
     CHUNK,
@@ -96,6 +94,7 @@ from genlearn.models.dbn import (
     stage_progress,
 )
 from genlearn.models.rbm import RBM, bernoulli, binary_states, linear, visible_shape
+from genlearn.nn.distributions import base_rate_bias
 
 EVAL_MF_STEPS = 30  # mean-field rounds for the reported bound (training uses mf_steps)
 PHASES = ("bottom", "top", "joint")
@@ -143,10 +142,13 @@ class DoubledRBM(RBM):
         return super().visible_input(h * self.down if self.down != 1 else h)
 
 
-class DBM(nn.Module):
+class DBM(GenerativeModel):
     """Two-hidden-layer DBM; `joint` holds it as an RBM between (v, h2) and h1."""
 
     Config = Config
+    capabilities = frozenset({"features", "reconstruct", "log_likelihood_bound"})
+    # the persistent chains of the two pretraining RBMs (PCD) and of joint training
+    local_buffers = ("bottom.chains", "top.chains", "joint.chains")
 
     def __init__(self, config: Config):
         super().__init__()
@@ -374,8 +376,11 @@ class DBM(nn.Module):
 
     # ---------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, steps: int = 1000) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, steps: int = 1000, **condition
+    ) -> torch.Tensor:
         """`steps` Gibbs steps (h1, then (v, h2)) from the base rate; the last p(v | h1) as images."""
+        self.conditions_for(n, generator, **condition)  # it takes none: refuse any
         p = self.joint.sample(n, generator, steps).flatten(1)
         return p[:, : self.n_visible].reshape(n, *self.image_shape)
 
@@ -391,9 +396,25 @@ class DBM(nn.Module):
         mu1 = self.mean_field(x.flatten(1).to(self.dtype))[0]
         return torch.sigmoid(linear(mu1, self.W1, self.visible_bias)).reshape(-1, *self.image_shape)
 
-    def h1_base_rate(self, train_x: torch.Tensor) -> torch.Tensor:
+    def partition_rbm(self) -> SimpleNamespace:
+        """The DBM as the RBM it is between h1 ("visible") and (v, h2) ("hidden"): W = [W1^T, W2]
+        (H1 x (V + H2)), visible biases c1, hidden biases [b, c2], detached, float32.
+
+        The layers of a DBM alternate, so given h1 the units of v and of h2 are all conditionally
+        independent, just as an RBM's hidden units are given its visible ones: the unnormalised
+        marginal p*(h1) = sum_{v,h2} exp(-E) is this RBM's exp(-F(h1)), and Z is the same number.
+        AIS over h1 with v and h2 summed out (Salakhutdinov & Hinton 2009) is RBM AIS on it."""
+        W1, W2, b, c1, c2 = (
+            t.detach().float()
+            for t in (self.W1, self.W2, self.visible_bias, self.hidden_bias1, self.hidden_bias2)
+        )
+        return SimpleNamespace(W=torch.cat([W1.t(), W2], 1), visible_bias=c1, hidden_bias=torch.cat([b, c2]))
+
+    def ais_base_bias(self, train_x: torch.Tensor | None = None) -> torch.Tensor:
         """Base-rate biases over h1 for AIS: log-odds of the mean of mu1 (mean field) over (up to
-        10,000) training images."""
+        10,000) training images; without `train_x`, zeros (every h1 state equally likely)."""
+        if train_x is None:
+            return torch.zeros(self.n_hidden1, device=self.joint.W.device)
         source = train_x[:BASE_RATE_IMAGES].flatten(1)
         device = self.joint.W.device
         mu1 = torch.cat(
@@ -401,18 +422,12 @@ class DBM(nn.Module):
         )
         return base_rate_bias(mu1)
 
-    def log_likelihood_bound(
-        self,
-        x: torch.Tensor,
-        train_x: torch.Tensor | None = None,
-        n_runs: int = 100,
-        betas=None,
-        generator: torch.Generator | None = None,
-    ) -> dict[str, float]:
-        """`dbm_log_likelihood_bound` with the base-rate model over h1 from `train_x` when given
-        (else AIS's uniform base model)."""
-        base = None if train_x is None else self.h1_base_rate(train_x)
-        return dbm_log_likelihood_bound(self, x, n_runs, betas, base, generator)
+    def bound_terms(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, steps: int = EVAL_MF_STEPS
+    ) -> torch.Tensor:
+        """Per image, E_q[-E] + H(q) with mean-field q after `steps` rounds: the variational bound
+        plus log Z (deterministic; `generator` is unused)."""
+        return self.variational_bound(x, steps)
 
     @torch.no_grad()
     def evaluate(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -436,36 +451,3 @@ class DBM(nn.Module):
             if min(self.n_hidden1, self.n_hidden2) <= rbm.EVAL_EXACT_UNITS:
                 out["log_likelihood"] = float(self.log_unnormalised_exact(x).mean()) - log_z
         return out
-
-
-def dbm_log_likelihood_bound(
-    dbm: DBM,
-    x: torch.Tensor,
-    n_runs: int = 100,
-    betas=None,
-    base_bias: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    mf_steps: int = EVAL_MF_STEPS,
-    log_z: float | None = None,
-) -> dict[str, float]:
-    """Mean variational lower bound on log p(v) over the rows of x: mean(E_q[-E] + H(q)) with
-    mean-field q after `mf_steps` rounds, minus log Z from AIS over h1 (`dbm_log_partition`;
-    `base_bias` over h1, uniform when None) unless `log_z` is given (e.g. exact). The interval
-    [bound_low, bound_high] is AIS's +-3 std interval of log Z carried over; `bound_stderr` is
-    the sampling error of the mean over images."""
-    if log_z is None:
-        log_z, low, high = dbm_log_partition(dbm, n_runs, betas, base_bias, generator)
-    else:
-        log_z = low = high = float(log_z)
-    terms = dbm.variational_bound(x, mf_steps)
-    mean = float(terms.mean())
-    stderr = float(terms.std() / math.sqrt(len(terms))) if len(terms) > 1 else 0.0
-    return {
-        "bound": mean - log_z,
-        "bound_low": mean - high,
-        "bound_high": mean - low,
-        "bound_stderr": stderr,
-        "log_z": log_z,
-        "log_z_low": low,
-        "log_z_high": high,
-    }

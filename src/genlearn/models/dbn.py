@@ -51,7 +51,6 @@ for small top RBMs, from enumeration. `dbn_log_likelihood_bound` puts them toget
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -61,13 +60,15 @@ from torch.nn import functional as F
 
 from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
-from genlearn.eval.ais import base_rate_bias, rbm_log_partition
 from genlearn.models import rbm
+from genlearn.models.base import GenerativeModel
 from genlearn.models.rbm import RBM, bernoulli, binary_states, visible_shape
+from genlearn.nn.distributions import base_rate_bias
 
 BASE_RATE_IMAGES = 10_000  # training images that set an upper RBM's initial visible biases
 MAX_EXACT_UNITS = 16  # log_likelihood_exact enumerates each hidden layer below the top
 CHUNK = 500  # images per chunk in the bound and the exact likelihood
+BOUND_SAMPLES = 10  # draws of h ~ q(h | x) per image in the reported bound
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -167,10 +168,11 @@ def stage_progress(step: int, total_steps: int, stage_steps: int, stages: int) -
     return (step - start) / max(end - start, 1)
 
 
-class DBN(nn.Module):
+class DBN(GenerativeModel):
     """Stacked RBMs (`layers[l]` between h_l and h_{l+1}, h_0 = x), trained greedily."""
 
     Config = Config
+    capabilities = frozenset({"features", "reconstruct", "log_likelihood_bound"})
 
     def __init__(self, config: Config):
         super().__init__()
@@ -194,6 +196,11 @@ class DBN(nn.Module):
     @property
     def image_shape(self) -> tuple[int, ...]:
         return visible_shape(self.n_visible)
+
+    @property
+    def local_buffers(self) -> tuple[str, ...]:
+        """Every layer's persistent chains ("layers.0.chains", ...): each rank's own under torchrun."""
+        return tuple(f"layers.{i}.{b}" for i, layer in enumerate(self.layers) for b in layer.local_buffers)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -258,9 +265,12 @@ class DBN(nn.Module):
 
     # ---------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, steps: int = 1000) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, steps: int = 1000, **condition
+    ) -> torch.Tensor:
         """`steps` Gibbs steps in the top RBM from its base rate, then one top-down pass; returns
         the last p(x | h_1) (probabilities) as images."""
+        self.conditions_for(n, generator, **condition)  # it takes none: refuse any
         p = self.layers[-1].sample(n, generator, steps).flatten(1)
         for layer in reversed(self.layers[:-1]):
             p = torch.sigmoid(layer.visible_input(bernoulli(p, generator)))
@@ -286,7 +296,7 @@ class DBN(nn.Module):
     # ---------------------------------------------------------------------------------------
     @torch.no_grad()
     def bound_terms(
-        self, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None
+        self, x: torch.Tensor, generator: torch.Generator | None = None, n_samples: int = BOUND_SAMPLES
     ) -> torch.Tensor:
         """Per image, float64: the mean over `n_samples` draws h ~ q(h_1, ..., h_{L-1} | x) of
         log p(x | h_1) + sum_l log p(h_l | h_{l+1}) + log p*(h_{L-1}) - log q(h | x), i.e. the
@@ -344,28 +354,22 @@ class DBN(nn.Module):
         logits = upper @ W.t() + b
         return lower @ F.logsigmoid(logits).t() + (1 - lower) @ F.logsigmoid(-logits).t()
 
-    def top_base_rate(self, train_x: torch.Tensor) -> torch.Tensor:
+    def partition_rbm(self) -> RBM:
+        """The RBM whose partition function is the DBN's: the top one (AIS estimates its log Z)."""
+        return self.layers[-1]
+
+    def ais_base_bias(self, train_x: torch.Tensor | None = None) -> torch.Tensor:
         """Base-rate visible biases for AIS on the top RBM: log-odds of the mean activity of the
-        layer below it on a mean-field up pass of (up to 10,000) training images."""
-        device = self.layers[0].W.device
+        layer below it on a mean-field up pass of (up to 10,000) training images; without
+        `train_x`, the top RBM's own visible biases."""
+        top = self.layers[-1]
+        if train_x is None:
+            return top.visible_bias.detach().float()
         source = train_x[:BASE_RATE_IMAGES]
         below = torch.cat(
-            [self.up(s.to(device), len(self.layers) - 1, sample=False) for s in source.split(CHUNK)]
+            [self.up(s.to(top.W.device), len(self.layers) - 1, sample=False) for s in source.split(CHUNK)]
         )
         return base_rate_bias(below)
-
-    def log_likelihood_bound(
-        self,
-        x: torch.Tensor,
-        train_x: torch.Tensor | None = None,
-        n_samples: int = 10,
-        n_runs: int = 100,
-        betas=None,
-        generator: torch.Generator | None = None,
-    ) -> dict[str, float]:
-        """`dbn_log_likelihood_bound` with the base-rate model of `train_x` when it is given."""
-        base = None if train_x is None else self.top_base_rate(train_x)
-        return dbn_log_likelihood_bound(self, x, n_samples, n_runs, betas, base, generator)
 
     @torch.no_grad()
     def evaluate(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -379,38 +383,5 @@ class DBN(nn.Module):
         out = {"layer": float(index + 1), "recon": self.layers[index].evaluate({"x": h})["recon"]}
         top = self.layers[-1]
         if min(top.n_visible, top.n_hidden) <= rbm.EVAL_EXACT_UNITS:
-            out["bound"] = float(self.bound_terms(x).mean()) - top.log_partition_exact()
+            out["bound"] = float(self.bound_terms(x, n_samples=1).mean()) - top.log_partition_exact()
         return out
-
-
-def dbn_log_likelihood_bound(
-    dbn: DBN,
-    x: torch.Tensor,
-    n_samples: int = 10,
-    n_runs: int = 100,
-    betas=None,
-    base_visible_bias: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    log_z_top: float | None = None,
-) -> dict[str, float]:
-    """Mean variational lower bound on log p(x) over the rows of x (Salakhutdinov & Murray 2008):
-    mean(`bound_terms`) - log Z of the top RBM, with log Z from AIS (`rbm_log_partition`: n_runs,
-    betas, and `base_visible_bias`, the top RBM's own visible biases when None) unless
-    `log_z_top` is given (e.g. exact). The interval [bound_low, bound_high] comes from AIS's
-    +-3 std interval of log Z; `bound_stderr` is the sampling error of the mean over images."""
-    if log_z_top is None:
-        log_z, low, high = rbm_log_partition(dbn.layers[-1], n_runs, betas, base_visible_bias, generator)
-    else:
-        log_z = low = high = float(log_z_top)
-    terms = dbn.bound_terms(x, n_samples, generator)
-    mean = float(terms.mean())
-    stderr = float(terms.std() / math.sqrt(len(terms))) if len(terms) > 1 else 0.0
-    return {
-        "bound": mean - log_z,
-        "bound_low": mean - high,
-        "bound_high": mean - low,
-        "bound_stderr": stderr,
-        "log_z_top": log_z,
-        "log_z_top_low": low,
-        "log_z_top_high": high,
-    }

@@ -68,12 +68,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlearn.config import Common, bounded, choice
-from genlearn.data import IMAGE_DATASETS
+from genlearn.config import IMAGE_DATASETS, Common, bounded, choice
+from genlearn.models.base import GenerativeModel
 from genlearn.nn import attention
 from genlearn.nn.distributions import kl_std_normal
 from genlearn.nn.lstm import Affine, StepLinear, flush_denormals, lstm_pointwise, native_bfloat16_cpu
-from genlearn.train.optim import make_optimizer
+from genlearn.nn.optim import make_optimizer
+from genlearn.nn.stats import mean_and_stderr
 
 N_ATTENTION_PARAMS = 5  # g~_X, g~_Y, log sigma^2, log delta~, log gamma
 
@@ -124,10 +125,11 @@ def reparameterize(q: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     return _Reparameterize.apply(q, eps)
 
 
-class DRAW(nn.Module):
+class DRAW(GenerativeModel):
     """Deep Recurrent Attentive Writer: encoder and decoder LSTMs, a canvas, read and write."""
 
     Config = Config
+    capabilities = frozenset({"reconstruct", "nll_bound", "sample_canvases"})
 
     def __init__(self, config: Config):
         super().__init__()
@@ -166,7 +168,7 @@ class DRAW(nn.Module):
         self._init_gates(E, D)
         if c.attention:
             self._init_attention()
-        self.optimizers = {"model": make_optimizer(c.optimizer, self.parameters(), c)}
+        self.optimizers = {"model": make_optimizer(c.optimizer, self.parameters(), c.lr, c.weight_decay)}
 
     def _init_attention(self) -> None:
         """Start every grid centred and spanning the image (g~ = 0, delta~ = 1, as the paper's
@@ -232,10 +234,10 @@ class DRAW(nn.Module):
 
     # ----------------------------------------------------------------------------------------
     # inference: the encoder reads x, the decoder writes the canvas
-    def _infer(self, x: torch.Tensor, keep_canvases: bool = False, eps: torch.Tensor | None = None):
+    def _infer(self, x: torch.Tensor, eps: torch.Tensor | None = None):
         """Run the encoder and decoder over T steps on images x (n, B * A).
 
-        Returns (c_T, mu (T, n, Z), logvar (T, n, Z), canvases c_1..c_T or None).
+        Returns (c_T, mu (T, n, Z), logvar (T, n, Z)).
         """
         n = x.shape[0]
         if eps is None:
@@ -256,7 +258,7 @@ class DRAW(nn.Module):
             canvas, r = self._attend(attend, canvas, x, first=True, last=False)
         else:
             enc_static = StepLinear(self.enc_x)(x)  # W_x x: the constant half of W [x, x^], once
-        qs, canvases = [], []
+        qs = []
         for t in range(self.T):
             if self.attention:
                 gates, more = enc_in(torch.cat([r, h_enc], dim=1)), enc_gates
@@ -273,10 +275,8 @@ class DRAW(nn.Module):
             else:
                 canvas = canvas + attend
             qs.append(q_t)
-            if keep_canvases:
-                canvases.append(canvas)
         mu, logvar = torch.stack(qs).chunk(2, dim=2)
-        return canvas, mu, logvar, (canvases if keep_canvases else None)
+        return canvas, mu, logvar
 
     def loss_terms(
         self, x: torch.Tensor, eps: torch.Tensor | None = None
@@ -287,7 +287,7 @@ class DRAW(nn.Module):
         """
         x = self._flat(x)
         with flush_denormals():
-            canvas, mu, logvar, _ = self._infer(x, eps=eps)
+            canvas, mu, logvar = self._infer(x, eps=eps)
             recon = F.binary_cross_entropy_with_logits(canvas, x, reduction="none").sum(1)
             kl = kl_std_normal(mu, logvar).sum(0)
         return recon, kl
@@ -353,14 +353,15 @@ class DRAW(nn.Module):
         return torch.sigmoid(canvas).reshape(-1, *self.image_shape)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, **condition) -> torch.Tensor:
         """sigmoid(c_T) of the decoder run from the prior: (n, 1, H, W) in [0, 1]."""
+        self.conditions_for(n, generator, **condition)  # it takes none: refuse any
         with flush_denormals():
             return self._images(self._generate(n, generator, keep=False)[0])
 
     @torch.no_grad()
     def sample_canvases(
-        self, n: int, generator: torch.Generator | None = None
+        self, n: int, generator: torch.Generator | None = None, **condition
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The canvas at every step, sigmoid(c_t) for t = 1..T: (T, n, 1, H, W); and the write windows.
 
@@ -368,6 +369,7 @@ class DRAW(nn.Module):
         coordinates, the write grid's centre -+ write_n / 2 * delta. With the same generator state
         the last frame equals `sample(n, generator)`.
         """
+        self.conditions_for(n, generator, **condition)  # it takes none: refuse any
         with flush_denormals():
             _, canvases, windows = self._generate(n, generator, keep=True)
         frames = torch.stack([self._images(c) for c in canvases])
@@ -380,12 +382,6 @@ class DRAW(nn.Module):
             return self._images(self._infer(self._flat(x))[0])
 
     @torch.no_grad()
-    def reconstruct_canvases(self, x: torch.Tensor) -> torch.Tensor:
-        """The canvas sigmoid(c_t) after every step while reconstructing x: (T, n, 1, H, W)."""
-        with flush_denormals():
-            canvases = self._infer(self._flat(x), keep_canvases=True)[3]
-        return torch.stack([self._images(c) for c in canvases])
-
     @torch.no_grad()
     def evaluate(self, data: dict[str, torch.Tensor], chunk: int = 1000) -> dict[str, float]:
         """Mean L^x + L^z over data["x"] (nats per image, one posterior sample of z_1..z_T),
@@ -397,10 +393,10 @@ class DRAW(nn.Module):
             recon.append(r)
             kl.append(k)
         recon, kl = torch.cat(recon), torch.cat(kl)
-        bound = recon + kl
+        bound, bound_stderr = mean_and_stderr(recon + kl)
         return {
-            "nll_bound": bound.mean().item(),
-            "nll_bound_stderr": (bound.std() / len(bound) ** 0.5).item(),
+            "nll_bound": bound,
+            "nll_bound_stderr": bound_stderr,
             "recon": recon.mean().item(),
             "kl": kl.mean().item(),
         }

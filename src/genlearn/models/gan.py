@@ -48,19 +48,20 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from genlearn.config import Common, bounded, choice
-from genlearn.data import TOY_DATASETS
+from genlearn.config import LR_SCHEDULES, TOY_DATASETS, Common, bounded, choice
 from genlearn.errors import UserError
+from genlearn.models.base import GenerativeModel
 
 GAN_DATASETS = ("mnist", *TOY_DATASETS)
 IMAGE_SHAPE = (1, 28, 28)
+N_CLASSES = 10  # MNIST's digits: the labels a conditional GAN takes
 # Collapse warnings, each after `_PATIENCE` consecutive updates: D's loss below _D_LOSS_COLLAPSE,
 # or G's gradient norm below _G_GRAD_VANISH times the largest it has been in this process (the
 # paper's networks start with gradients of 1e-7, so only a fall from an earlier level counts).
@@ -86,8 +87,9 @@ class Config(Common):
     momentum: float = bounded(0.5, min=0.0, max=1.0, help="SGD momentum at the start")
     momentum_final: float = bounded(0.7, min=0.0, max=1.0, help="SGD momentum after the ramp")
     momentum_epochs: float = bounded(250.0, min=0.0, help="epochs over which momentum rises")
-    lr_decay: float = bounded(1.000004, min=1.0, help="lr divided by this every iteration (sgd)")
-    min_lr: float = bounded(1e-6, min=0.0, help="floor of the decayed lr (sgd)")
+    lr_schedule: str = choice("exponential", LR_SCHEDULES, "learning-rate schedule")
+    lr_decay: float = bounded(1.000004, min=1.0, help="lr divided by this every step (exponential)")
+    lr_final: float = bounded(1e-5, min=0.0, help="the decayed lr's floor as a fraction of lr")
     beta1: float = bounded(0.5, min=0.0, max=1.0, help="Adam's beta_1")
     g_channels: int = bounded(64, min=1, help="channels of G's 7 x 7 layer, halved at 14 x 14 (conv)")
     d_channels: int = bounded(32, min=1, help="channels of D's 14 x 14 layer, doubled at 7 x 7 (conv)")
@@ -95,6 +97,13 @@ class Config(Common):
         0.0, min=0.0, max=0.99999, help="decay of a moving average of G's weights that samples; 0 = off"
     )
     lr: float = bounded(0.1, min=0.0, help="learning rate")
+    conditional: bool = field(
+        default=False, metadata={"help": "class-conditional (Mirza & Osindero 2014): G and D see the label"}
+    )
+
+    def check(self) -> None:
+        if self.conditional and self.dataset != "mnist":
+            raise UserError(f"conditional=true needs MNIST's labels; dataset {self.dataset!r} has none")
 
 
 def log_d(logits: torch.Tensor) -> torch.Tensor:
@@ -128,8 +137,8 @@ def _uniform_init(module: nn.Module, bound: float) -> None:
 
 
 def mlp_generator(c: Config, out_dim: int, sigmoid: bool) -> nn.Sequential:
-    layers = [nn.Linear(c.z_dim, c.g_hidden), nn.ReLU(), nn.Linear(c.g_hidden, c.g_hidden), nn.ReLU()]
-    layers.append(nn.Linear(c.g_hidden, out_dim))
+    layers = [nn.Linear(c.z_dim + n_labels(c), c.g_hidden), nn.ReLU()]
+    layers += [nn.Linear(c.g_hidden, c.g_hidden), nn.ReLU(), nn.Linear(c.g_hidden, out_dim)]
     if sigmoid:
         layers.append(nn.Sigmoid())
     net = nn.Sequential(*layers)
@@ -140,7 +149,7 @@ def mlp_generator(c: Config, out_dim: int, sigmoid: bool) -> nn.Sequential:
 def mlp_discriminator(c: Config, in_dim: int) -> nn.Sequential:
     net = nn.Sequential(
         nn.Dropout(1 - c.d_input_keep),
-        Maxout(in_dim, c.d_units, c.d_pieces),
+        Maxout(in_dim + n_labels(c), c.d_units, c.d_pieces),
         nn.Dropout(1 - c.d_hidden_keep),
         Maxout(c.d_units, c.d_units, c.d_pieces),
         nn.Dropout(1 - c.d_hidden_keep),
@@ -153,7 +162,7 @@ def mlp_discriminator(c: Config, in_dim: int) -> nn.Sequential:
 def conv_generator(c: Config) -> nn.Sequential:
     ch = c.g_channels
     return nn.Sequential(
-        nn.Linear(c.z_dim, ch * 7 * 7),
+        nn.Linear(c.z_dim + n_labels(c), ch * 7 * 7),
         nn.Unflatten(1, (ch, 7, 7)),
         nn.BatchNorm2d(ch),
         nn.ReLU(),
@@ -168,7 +177,7 @@ def conv_generator(c: Config) -> nn.Sequential:
 def conv_discriminator(c: Config) -> nn.Sequential:
     ch = c.d_channels
     return nn.Sequential(
-        nn.Conv2d(1, ch, 4, stride=2, padding=1),  # 14 x 14
+        nn.Conv2d(1 + n_labels(c), ch, 4, stride=2, padding=1),  # 14 x 14
         nn.LeakyReLU(0.2),
         nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1),  # 7 x 7
         nn.BatchNorm2d(2 * ch),
@@ -178,12 +187,22 @@ def conv_discriminator(c: Config) -> nn.Sequential:
     )
 
 
+def n_labels(c: Config) -> int:
+    """Width of the label's one-hot code that a conditional pair appends to its inputs (0 if none)."""
+    return N_CLASSES if c.conditional else 0
+
+
+def one_hot(labels: torch.Tensor) -> torch.Tensor:
+    """y as a float one-hot code (n, 10)."""
+    return F.one_hot(labels, N_CLASSES).float()
+
+
 def _grad_norm(params) -> float:
     norms = [p.grad.norm() for p in params if p.grad is not None]
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
 
-class GAN(nn.Module):
+class GAN(GenerativeModel):
     """Generator G and discriminator D, each with its own optimiser, trained by Algorithm 1."""
 
     Config = Config
@@ -200,7 +219,9 @@ class GAN(nn.Module):
             self.D = mlp_discriminator(c, out)
         else:
             self.G, self.D = conv_generator(c), conv_discriminator(c)
-        self.image_shape = (2,) if self.toy else IMAGE_SHAPE
+        self.out_shape = (2,) if self.toy else IMAGE_SHAPE
+        self.image_shape = None if self.toy else IMAGE_SHAPE
+        self.conditions = ("labels",) if c.conditional else ()
         # G_ema: the exponential moving average of G's weights and batch-norm statistics
         # (Yazici et al., ICLR 2019), updated after every generator step; it draws the samples.
         # G's own iterates circle around the game's equilibrium, their average sits nearer it.
@@ -227,7 +248,7 @@ class GAN(nn.Module):
 
     @property
     def data_kind(self) -> str:
-        return "continuous"
+        return "points" if self.toy else "continuous"
 
     def prepare(self, data, batch_size: int) -> None:
         """Called by the training loop before the first step (a resumed run then loads its
@@ -250,40 +271,52 @@ class GAN(nn.Module):
             return (2 * u - 1) * math.sqrt(3)
         return torch.randn(n, self.config.z_dim, generator=generator, device=device)
 
-    def generate(self, z: torch.Tensor, average: bool = False) -> torch.Tensor:
-        """G(z) in the data's shape; with `average`, the moving-average generator's (if kept)."""
+    def generate(
+        self, z: torch.Tensor, labels: torch.Tensor | None = None, average: bool = False
+    ) -> torch.Tensor:
+        """G(z) (or G(z, y)) in the data's shape; with `average`, the moving-average generator's."""
         net = self.G_ema if average and self.G_ema is not None else self.G
-        return net(z).view(-1, *self.image_shape)
+        if self.config.conditional:
+            z = torch.cat([z, one_hot(labels)], 1)
+        return net(z).view(-1, *self.out_shape)
 
-    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
-        """D's logit l(x), shape (n,); D(x) = sigmoid(l)."""
-        x = x.flatten(1) if self.config.arch == "mlp" else x.view(-1, *IMAGE_SHAPE)
+    def discriminate(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logit l(x) (or l(x, y)), shape (n,); D(x) = sigmoid(l). A conditional D sees the
+        label as a one-hot code beside the pixels (mlp) or as ten constant planes (conv)."""
+        if self.config.arch == "mlp":
+            x = x.flatten(1)
+            if self.config.conditional:
+                x = torch.cat([x, one_hot(labels)], 1)
+        else:
+            x = x.view(-1, *IMAGE_SHAPE)
+            if self.config.conditional:
+                planes = one_hot(labels)[:, :, None, None].expand(-1, -1, *IMAGE_SHAPE[1:])
+                x = torch.cat([x, planes], 1)
         return self.D(x).squeeze(1)
 
-    def _schedule(self) -> None:
-        """Per-iteration SGD learning-rate decay and the momentum ramp, applied on top of the lr
-        the training loop set for this step."""
+    def _momentum_ramp(self) -> None:
+        """The paper's SGD momentum, rising linearly over `momentum_epochs` (the lr's decay is the
+        loop's `exponential` schedule)."""
         c = self.config
         if c.optimizer != "sgd":
             return
-        t = int(self.g_updates)
         epoch = int(self.d_updates) / self.steps_per_epoch
         ramp = min(1.0, epoch / c.momentum_epochs) if c.momentum_epochs else 1.0
         momentum = c.momentum + (c.momentum_final - c.momentum) * ramp
         for opt in self.optimizers.values():
             for g in opt.param_groups:
-                g["lr"] = max(g["lr"] / c.lr_decay**t, c.min_lr)
                 g["momentum"] = momentum
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         c = self.config
         x = batch["x"]
+        y = batch["y"] if c.conditional else None  # fakes are drawn for the real batch's labels
         m = x.shape[0]
-        self._schedule()
+        self._momentum_ramp()
         # discriminator: ascend log D(x) + log(1 - D(G(z))), i.e. descend its negative
         with torch.no_grad():
-            fake = self.generate(self.noise(m))
-        l_real, l_fake = self.discriminate(x), self.discriminate(fake)
+            fake = self.generate(self.noise(m), y)
+        l_real, l_fake = self.discriminate(x, y), self.discriminate(fake, y)
         d_loss = -(log_d(l_real).mean() + log_one_minus_d(l_fake).mean())
         opt_d = self.optimizers["d"]
         opt_d.zero_grad(set_to_none=True)
@@ -292,20 +325,19 @@ class GAN(nn.Module):
         opt_d.step()
         self.d_updates += 1
         if int(self.d_updates) % c.k == 0:
-            self._generator_step(m)
+            self._generator_step(m, y)
         stats = {
             "d_loss": float(d_loss.detach()),
             "d_real": float(torch.sigmoid(l_real.detach()).mean()),
             "d_fake": float(torch.sigmoid(l_fake.detach()).mean()),
             "d_grad_norm": d_grad,
             **self._last_g,
-            "lr": opt_d.param_groups[0]["lr"],  # after the SGD decay, which the loop does not know
         }
         self._watch(stats)
         return stats
 
-    def _generator_step(self, m: int) -> None:
-        l_fake = self.discriminate(self.generate(self.noise(m)))
+    def _generator_step(self, m: int, y: torch.Tensor | None) -> None:
+        l_fake = self.discriminate(self.generate(self.noise(m), y), y)
         if self.config.loss == "minimax":
             g_loss = log_one_minus_d(l_fake).mean()  # descend log(1 - D(G(z)))
         else:
@@ -350,28 +382,54 @@ class GAN(nn.Module):
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     # ----------------------------------------------------------------------------------------
+    def default_conditions(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Labels uniform over the ten digits (MNIST's held-out classes are near uniform)."""
+        if not self.config.conditional:
+            return {}
+        device = generator.device if generator is not None else self.d_updates.device
+        return {"labels": torch.randint(N_CLASSES, (n,), generator=generator, device=device)}
+
+    def _labels(self, n: int, generator: torch.Generator | None, condition: dict) -> torch.Tensor | None:
+        """The labels of n samples: given (checked) or drawn; None for an unconditional GAN."""
+        labels = self.conditions_for(n, generator, **condition).get("labels")
+        if labels is None:
+            return None
+        labels = torch.as_tensor(labels, dtype=torch.long).to(self.d_updates.device)
+        if labels.shape != (n,):
+            raise UserError(f"labels must be one per sample ({n}), got shape {tuple(labels.shape)}")
+        if n and (int(labels.min()) < 0 or int(labels.max()) >= N_CLASSES):
+            raise UserError(f"labels must be digits 0 to {N_CLASSES - 1}, got {labels.unique().tolist()}")
+        return labels
+
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, **condition) -> torch.Tensor:
         """n samples G(z): images (n, 1, 28, 28) in [0, 1], or points (n, 2) on toy data; from
-        the moving-average generator when `g_ema` keeps one."""
+        the moving-average generator when `g_ema` keeps one. A conditional GAN takes `labels`
+        (n digits); without them it draws labels uniformly."""
+        z = self.noise(n, generator)
+        labels = self._labels(n, generator, condition)
         was = self.training
         self.eval()
         try:
-            return torch.cat([self.generate(z, average=True) for z in self.noise(n, generator).split(1000)])
+            if labels is None:
+                return torch.cat([self.generate(zb, average=True) for zb in z.split(1000)])
+            parts = zip(z.split(1000), labels.split(1000))
+            return torch.cat([self.generate(zb, yb, average=True) for zb, yb in parts])
         finally:
             self.train(was)
 
     @torch.no_grad()
     def evaluate(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Cheap held-out monitors: mean D(x) on the split and D(G(z)) on as many samples; on 2-D
-        toy data the mode statistics. Parzen, FID and coverage: `genlearn eval --metric`."""
+        """Cheap held-out monitors: mean D(x) on the split and D(G(z)) on as many samples (for a
+        conditional GAN, D(x, y) and D(G(z, y), y) with the split's labels). Parzen, FID, coverage
+        and label agreement: `genlearn eval --metric`."""
         x = data["x"]
-        fake = self.sample(len(x))
-        d_real = torch.cat([torch.sigmoid(self.discriminate(b)) for b in x.split(1000)])
-        d_fake = torch.cat([torch.sigmoid(self.discriminate(b)) for b in fake.split(1000)])
-        out = {"d_real": float(d_real.mean()), "d_fake": float(d_fake.mean())}
-        if self.toy:
-            from genlearn.data import toy
+        y = data["y"] if self.config.conditional else None
+        fake = self.sample(len(x), **({"labels": y} if y is not None else {}))
+        chunks = y.split(1000) if y is not None else [None] * len(x.split(1000))
 
-            out.update(toy.mode_stats(self.sample(toy.N_EVAL_SAMPLES), toy.TOYS[self.config.dataset]()))
-        return out
+        def mean_d(images: torch.Tensor) -> float:
+            parts = zip(images.split(1000), chunks)
+            return float(torch.cat([torch.sigmoid(self.discriminate(b, c)) for b, c in parts]).mean())
+
+        return {"d_real": mean_d(x), "d_fake": mean_d(fake)}

@@ -58,10 +58,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from genlearn.config import Common, bounded, choice
-from genlearn.data import mnist
 from genlearn.errors import UserError
-from genlearn.eval.ais import base_rate_bias
-from genlearn.nn.lstm import linear as _linear  # x W^T + b through oneDNN where it is faster
+from genlearn.models.base import GenerativeModel
+from genlearn.nn.distributions import base_rate_bias
+from genlearn.nn.onednn import linear as _linear
 
 IMAGE_SHAPE = (1, 28, 28)
 
@@ -126,10 +126,13 @@ def log_sum_over_states(weights: torch.Tensor, own_bias: torch.Tensor, other_bia
     return float(torch.logsumexp(torch.stack(parts), 0))
 
 
-class RBM(nn.Module):
+class RBM(GenerativeModel):
     """Binary RBM: W (n_visible x n_hidden), visible_bias, hidden_bias; CD-k or PCD-k updates."""
 
     Config = Config
+    capabilities = frozenset({"features", "reconstruct", "free_energy"})
+    # PCD's chains are each rank's own under torchrun (unused, and so harmless, under CD)
+    local_buffers = ("chains",)
 
     def __init__(self, config: Config):
         super().__init__()
@@ -138,15 +141,16 @@ class RBM(nn.Module):
         self.W = nn.Parameter(torch.randn(c.n_visible, c.n_hidden) * c.init_std)
         self.visible_bias = nn.Parameter(torch.zeros(c.n_visible))
         self.hidden_bias = nn.Parameter(torch.zeros(c.n_hidden))
-        # PCD's fantasy particles, one per batch row, binary (uint8: under torchrun integer buffers
-        # are copied from rank 0, float ones would be averaged into non-binary states). They start
-        # at the initial model's own distribution (here uniform; `prepare` redraws them).
+        # PCD's fantasy particles, one per batch row, binary (uint8). Under torchrun each rank
+        # keeps its own (`local_buffers`): the ranks' chains start alike but are moved by per-rank
+        # noise. They start at the initial model's own distribution (here uniform; `prepare`
+        # redraws them).
         self.register_buffer("chains", (torch.rand(c.batch_size, c.n_visible) < 0.5).to(torch.uint8))
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))  # for the momentum ramp
         if c.centred:  # the offsets mu (visible) and lambda (hidden); `prepare` sets mu
             self.register_buffer("visible_offset", torch.full((c.n_visible,), 0.5))
             self.register_buffer("hidden_offset", torch.full((c.n_hidden,), 0.5))
-        self.steps_per_epoch = max(1, mnist.SIZES["train"] // c.batch_size)  # `prepare` sets it
+        self.steps_per_epoch = max(1, 50_000 // c.batch_size)  # MNIST's; `prepare` sets the data's
         self.optimizers = {
             "model": torch.optim.SGD(
                 [
@@ -320,9 +324,12 @@ class RBM(nn.Module):
 
     # ---------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, steps: int = 1000) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, steps: int = 1000, **condition
+    ) -> torch.Tensor:
         """Run n Gibbs chains `steps` full steps from the base rate (v ~ sigmoid(b)) and return the
         last p(v | h): probabilities, the usual way RBM samples are shown, as images."""
+        self.conditions_for(n, generator, **condition)  # it takes none: refuse any
         v = bernoulli(torch.sigmoid(self.visible_bias).expand(n, -1), generator)
         logits = self.visible_bias.expand(n, -1)
         for _ in range(steps):

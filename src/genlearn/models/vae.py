@@ -24,9 +24,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from genlearn.config import Common, bounded, choice
+from genlearn.models.base import GenerativeModel
 from genlearn.nn.distributions import (
     bernoulli_log_prob,
     gaussian_log_prob,
@@ -34,7 +34,8 @@ from genlearn.nn.distributions import (
     reparameterize,
 )
 from genlearn.nn.mlp import ACTIVATIONS, mlp
-from genlearn.train.optim import make_optimizer
+from genlearn.nn.optim import make_optimizer
+from genlearn.nn.stats import mean_and_stderr
 
 IMAGE_SHAPE = (1, 28, 28)
 
@@ -51,10 +52,17 @@ class Config(Common):
     min_logvar: float = bounded(-8.0, help="floor on the Gaussian decoder's log-variance")
 
 
-class VAE(nn.Module):
+class VAE(GenerativeModel):
     """Encoder q_phi(z|x) and decoder p_theta(x|z), both MLPs, trained on the ELBO."""
 
     Config = Config
+    image_shape = IMAGE_SHAPE
+
+    @property
+    def capabilities(self) -> frozenset[str]:  # type: ignore[override]
+        """An inference network and log p(x|z); the manifold picture when z is 2-D."""
+        own = frozenset({"encode", "features", "reconstruct", "log_likelihood"})
+        return own | {"latent_2d"} if self.latent_dim == 2 else own
 
     def __init__(self, config: Config):
         super().__init__()
@@ -65,7 +73,9 @@ class VAE(nn.Module):
         self.encoder = mlp([d, *hidden, 2 * config.latent_dim], config.activation)
         out = d if config.likelihood == "bernoulli" else 2 * d
         self.decoder = mlp([config.latent_dim, *hidden, out], config.activation)
-        self.optimizers = {"model": make_optimizer(config.optimizer, self.parameters(), config)}
+        self.optimizers = {
+            "model": make_optimizer(config.optimizer, self.parameters(), config.lr, config.weight_decay)
+        }
 
     @property
     def data_kind(self) -> str:
@@ -119,11 +129,16 @@ class VAE(nn.Module):
         return mean.reshape(-1, *IMAGE_SHAPE)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """x ~ E[p_theta(x|z)], z ~ N(0, I): mean images, the usual way VAE samples are shown."""
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x|z] for each row of z: the manifold picture's images."""
         return self.mean_image(self.decode(z))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, **condition) -> torch.Tensor:
+        """x ~ E[p_theta(x|z)], z ~ N(0, I): mean images, the usual way VAE samples are shown."""
+        self.conditions_for(n, generator, **condition)  # it takes none: refuse any
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        return self.decode_mean(z)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,7 +157,12 @@ class VAE(nn.Module):
 
         The importance-weighted estimate of log p(x) is `genlearn eval RUN --metric nll`.
         """
-        from genlearn.eval.likelihood import elbo_stats
-
-        stats = elbo_stats(self, data["x"].flatten(1))
-        return {"elbo": stats["elbo"], "elbo_stderr": stats["elbo_stderr"]}
+        x = data["x"].flatten(1)
+        was = self.training
+        self.eval()
+        try:
+            values = torch.cat([self.elbo(xb) for xb in x.split(1000)])
+        finally:
+            self.train(was)
+        mean, stderr = mean_and_stderr(values)
+        return {"elbo": mean, "elbo_stderr": stderr}

@@ -44,3 +44,15 @@ def reparameterize(
     """z = mean + sigma * eps with eps ~ N(0, I): the reparameterization trick."""
     eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
     return mean + torch.exp(0.5 * logvar) * eps
+
+
+# Pixel means are clipped to [BASE_RATE_EPS, 1 - BASE_RATE_EPS] before taking log-odds: MNIST has
+# pixels that are never on in the training set, whose logit would be -inf.
+BASE_RATE_EPS = 1e-3
+
+
+def base_rate_bias(train_x: torch.Tensor, eps: float = BASE_RATE_EPS) -> torch.Tensor:
+    """Visible biases of the base-rate model: log(p / (1 - p)) of the training pixel means, the
+    means clipped to [eps, 1 - eps] so that pixels never (or always) on get finite logits."""
+    p = train_x.flatten(1).double().mean(0).clamp(eps, 1 - eps)
+    return torch.log(p / (1 - p)).float()

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from genlearn.models.base import GenerativeModel
 
 
 @dataclass(frozen=True)
@@ -54,24 +58,39 @@ def _average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
         offset += n
 
 
-def synchronise(model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer], group: Group) -> None:
-    """Give every rank rank 0's weights and average gradients before each optimiser step."""
+def _shared_buffers(model: GenerativeModel) -> list[torch.Tensor]:
+    """The model's buffers that all ranks share: all but those named in `model.local_buffers`."""
+    local = set(model.local_buffers)
+    return [buf for name, buf in model.named_buffers() if name not in local]
+
+
+def synchronise(model: GenerativeModel, optimizers: dict[str, torch.optim.Optimizer], group: Group) -> None:
+    """Give every rank rank 0's weights and average gradients before each optimiser step.
+
+    Parameters and buffers are broadcast from rank 0, except the buffers named in
+    `model.local_buffers` (persistent Gibbs chains): each rank keeps its own, so that the ranks'
+    chains are distinct samples of the model and the averaged negative phase uses all of them;
+    copying rank 0's would leave one set of chains run `world` times. The chains need no per-rank
+    start: the ranks' model noise is seeded per rank (`loop.fit`), so the chains part from the
+    first Gibbs step even where every rank built them alike."""
     if not group.active:
         return
-    for tensor in list(model.parameters()) + list(model.buffers()):
+    for tensor in list(model.parameters()) + _shared_buffers(model):
         dist.broadcast(tensor.data, src=0)
     for opt in optimizers.values():
         params = [p for g in opt.param_groups for p in g["params"]]
         opt.register_step_pre_hook(lambda _opt, _args, _kw, ps=params: _average_gradients(ps, group.world))
 
 
-def sync_buffers(model: torch.nn.Module, group: Group) -> None:
+def sync_buffers(model: GenerativeModel, group: Group) -> None:
     """After a step, give every rank the same buffers: float buffers (running statistics) are
     averaged over ranks, integer ones (counters) taken from rank 0. Statistics of a nonlinear kind
-    (a running variance) then come from per-rank batches, as with DDP's buffers."""
+    (a running variance) then come from per-rank batches, as with DDP's buffers. The buffers named
+    in `model.local_buffers` are left alone: persistent chains are each rank's own (see
+    `synchronise`), and averaging or copying them would throw the other ranks' chains away."""
     if not group.active:
         return
-    for buf in model.buffers():
+    for buf in _shared_buffers(model):
         if buf.is_floating_point():
             dist.all_reduce(buf.data)
             buf.data /= group.world

@@ -1,9 +1,15 @@
 """The one training loop, for every family: the model owns `train_step`, the loop owns the rest.
 
-The rest is: seeding, data order and dynamic binarization, learning-rate schedule, progress bar,
-validation, metrics.jsonl and TensorBoard, atomic checkpoints every `checkpoint_every` seconds,
-Ctrl-C (checkpoint and exit), NaN/Inf detection (stop; the last good checkpoint stays), resume,
-and data parallelism under torchrun.
+The rest is: seeding, data order, learning-rate schedule, progress bar, validation, metrics.jsonl
+and TensorBoard, atomic checkpoints every `checkpoint_every` seconds, Ctrl-C (checkpoint and exit),
+NaN/Inf detection (stop; the last good checkpoint stays), resume, and data parallelism under
+torchrun. The data set makes each batch (a dict: images, binarized afresh for binary models, and
+conditions such as labels); the loop moves its tensors to the device and takes this rank's rows.
+
+`fit` reads top to bottom: set up the run (`_setup`), start it fresh or resume it (`_start`),
+then for every step: the batch, the lr, the model's update, a NaN check, the log window
+(`_Log`), the checkpoint (`_Checkpoints`); at the end of each epoch the validation; and finally
+the test evaluation and the pictures (`_finish`).
 
 Exact resumption: the order of epoch e is a permutation drawn from a generator seeded by
 (seed, e); the binarization noise and the model's own noise come from generators whose states
@@ -20,26 +26,18 @@ import math
 import signal
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from genlearn import __version__
+from genlearn import __version__, runs
 from genlearn import config as cfg
 from genlearn import data as datasets
-from genlearn.data import mnist
 from genlearn.errors import Interrupted, TrainingError, UserError
 from genlearn.train import checkpoint, distributed
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was asked for but no CUDA GPU is available; use the cpu")
-    return torch.device(name)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -48,18 +46,16 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-def lr_factor(schedule: str, progress: float, final: float) -> float:
-    if schedule == "cosine":
+def lr_factor(config: Any, step: int, progress: float) -> float:
+    """The lr at `step` as a fraction of `config.lr`: constant; cosine from 1 to `lr_final` as
+    `progress` runs from 0 to 1; or exponential, divided by `lr_decay` every step down to a floor
+    of `lr_final` (the GAN paper's per-iteration decay)."""
+    if config.lr_schedule == "cosine":
+        final = config.lr_final
         return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    if config.lr_schedule == "exponential":
+        return max(config.lr_decay**-step, config.lr_final)
     return 1.0
-
-
-def schedule_progress(model, step: int, total_steps: int) -> float:
-    """How far the lr schedule has run at `step`: step / total_steps, or the model's own
-    `schedule_progress(step, total_steps)` where it trains in phases that each want the whole
-    schedule (a DBN's layers, one after another)."""
-    own = getattr(model, "schedule_progress", None)
-    return own(step, total_steps) if own is not None else step / max(total_steps, 1)
 
 
 @contextmanager
@@ -96,19 +92,139 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-class _Metrics:
-    """metrics.jsonl (one JSON object per line) and TensorBoard scalars, on the main rank only."""
+# ------------------------------------------------------------------------------------------------
+# The run's fixed parts and its counters
 
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool):
-        self.enabled = enabled
-        self.path = run_dir / checkpoint.METRICS_FILE
+
+@dataclass
+class _Run:
+    """What stays fixed through a run: where, on what, how long."""
+
+    model: Any
+    config: Any
+    run_dir: Path
+    name: str
+    device: torch.device
+    group: distributed.Group
+    data: Any
+    binary: bool
+    steps_per_epoch: int
+    progress: bool
+    held_out: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    @property
+    def main(self) -> bool:
+        return self.group.is_main
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.epochs
+
+    @property
+    def rows(self) -> slice:
+        """This rank's rows of every global batch."""
+        local = self.config.batch_size // self.group.world
+        return slice(self.group.rank * local, (self.group.rank + 1) * local)
+
+
+@dataclass
+class _Counters:
+    """Where the run is; saved in every checkpoint (with the optimisers and RNG states)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # the next batch within the epoch
+    elapsed: float = 0.0  # seconds of training steps
+    data_gen: torch.Generator = field(default_factory=torch.Generator)
+
+
+def _setup(model, config, run_dir, name, progress: bool, data) -> _Run:
+    """Device, process group, data set and epoch length; the model moved to the device and
+    prepared from the data (a resumed run then loads its checkpoint over that)."""
+    device = cfg.resolve_device(config.device)
+    group = distributed.init(device)
+    if config.batch_size % group.world:
+        raise UserError(f"batch_size {config.batch_size} must divide evenly over {group.world} ranks")
+    model.to(device)  # initial weights were drawn from config.seed (registry.instantiate)
+    data = data or datasets.load(config)
+    datasets.check_fits(model, data, config.dataset)
+    model.prepare(data, config.batch_size)
+    steps_per_epoch = len(data) // config.batch_size
+    if steps_per_epoch == 0:
+        raise UserError(f"{len(data)} training images are fewer than one batch of {config.batch_size}")
+    binary = model.data_kind == "binary"
+    return _Run(model, config, Path(run_dir), name, device, group, data, binary, steps_per_epoch, progress)
+
+
+def _start(run: _Run, resume: bool) -> tuple[_Counters, dict[str, Any]]:
+    """Seed a fresh run (and clear the directory of a previous one's results), or load the
+    checkpoint of the run in `run_dir`; then write config.toml and give every rank rank 0's
+    weights. Returns the counters and the log window saved with them."""
+    config, model = run.config, run.model
+    counters = _Counters(data_gen=torch.Generator().manual_seed(config.seed + 7919))
+    torch.manual_seed(config.seed * 1009 + run.group.rank + 1)  # model noise: distinct per rank
+    window: dict[str, Any] = {}
+    if resume:
+        window = _resume(run, counters)
+    elif run.main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (runs.METRICS_FILE, runs.RESULTS_FILE):
+            (run.run_dir / stale).unlink(missing_ok=True)
+    if run.main:
+        runs.atomic_write(run.run_dir / runs.CONFIG_FILE, cfg.to_toml(config, run.name, __version__))
+    distributed.barrier(run.group)
+    for opt in model.optimizers.values():
+        for g in opt.param_groups:
+            g.setdefault("initial_lr", g["lr"])
+    distributed.synchronise(model, model.optimizers, run.group)
+    return counters, window
+
+
+def _resume(run: _Run, counters: _Counters) -> dict[str, Any]:
+    """Load weights, optimiser states, counters and RNG states from the run's checkpoint. The lr
+    comes from the (possibly --set) config, not the checkpoint."""
+    checkpoint.recover(run.run_dir)
+    state = checkpoint.load_trainer(run.run_dir)
+    runs.load_weights(run.run_dir, run.model)
+    for key, opt in run.model.optimizers.items():
+        fresh_lrs = [g["lr"] for g in opt.param_groups]
+        opt.load_state_dict(state["optimizers"][key])
+        for g, lr in zip(opt.param_groups, fresh_lrs):
+            g["initial_lr"] = lr
+    counters.step, counters.epoch = state["step"], state["epoch"]
+    counters.batch, counters.elapsed = state["batch"], state["elapsed"]
+    counters.data_gen.set_state(state["data_rng"])
+    if run.group.active:  # each rank's noise continues from where rank 0's checkpoint left it
+        torch.manual_seed(run.config.seed * 1009 + run.group.rank + 1 + counters.step)
+    else:
+        torch.set_rng_state(state["torch_rng"])
+        if run.device.type == "cuda" and state["cuda_rng"].numel():
+            torch.cuda.set_rng_state(state["cuda_rng"], run.device)
+    return state.get("log_window", {})
+
+
+# ------------------------------------------------------------------------------------------------
+# Logging and checkpoints
+
+
+class _Log:
+    """metrics.jsonl (one JSON object per line) and TensorBoard scalars, on the main rank only;
+    the running sums of the current log window (saved with every checkpoint, so a resumed run
+    logs the same lines as one that never stopped)."""
+
+    def __init__(self, run: _Run, step: int, window: dict[str, Any]):
+        self.enabled = run.main
+        self.path = run.run_dir / runs.METRICS_FILE
         self.writer = None
-        if enabled and tensorboard:
+        if self.enabled and run.config.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+            self.writer = SummaryWriter(str(run.run_dir / "tensorboard"))
+        self.steps, self.sums = window.get("steps", 0), dict(window.get("sums", {}))
+        self.t0, self.images = time.perf_counter(), 0
+        self._truncate_after(step)
 
-    def truncate_after(self, step: int) -> None:
+    def _truncate_after(self, step: int) -> None:
         """On resume, forget lines logged after the checkpoint (they will be logged again)."""
         if not (self.enabled and self.path.exists()):
             return
@@ -117,9 +233,36 @@ class _Metrics:
             for ln in self.path.read_text().splitlines()
             if ln.strip() and json.loads(ln).get("step", 0) <= step
         ]
-        checkpoint.atomic_write(self.path, "".join(ln + "\n" for ln in keep))
+        runs.atomic_write(self.path, "".join(ln + "\n" for ln in keep))
 
-    def log(self, record: dict[str, Any], prefix: str = "train") -> None:
+    def restart_clock(self) -> None:
+        """The speed is measured over training steps: the clock restarts with every epoch."""
+        self.t0, self.images = time.perf_counter(), 0
+
+    def window(self) -> dict[str, Any]:
+        return {"steps": self.steps, "sums": dict(self.sums)}
+
+    def add(self, stats: dict[str, float], images: int) -> None:
+        self.steps += 1
+        self.images += images
+        for k, v in stats.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def flush(self, counters: _Counters, run: _Run, lr: float) -> dict[str, Any]:
+        """One line of the window's means, the lr and the speed; then a new window."""
+        rate = self.images / (time.perf_counter() - self.t0)
+        record: dict[str, Any] = {
+            "step": counters.step,
+            "epoch": counters.epoch + counters.batch / run.steps_per_epoch,
+        }
+        record.update({k: v / self.steps for k, v in self.sums.items()})
+        # the lr a model reports is the one it used (a stack's pretraining lr); else the loop's
+        record.update({"lr": record.get("lr", lr), "samples_per_s": rate, "time": counters.elapsed})
+        self.write(record)
+        self.t0, self.images, self.steps, self.sums = time.perf_counter(), 0, 0, {}
+        return record
+
+    def write(self, record: dict[str, Any], prefix: str = "train") -> None:
         if not self.enabled:
             return
         with open(self.path, "a") as fh:
@@ -135,246 +278,218 @@ class _Metrics:
             self.writer.close()
 
 
-def _trainer_state(model, step, epoch, batch, elapsed, data_gen, noise_states, window) -> dict[str, Any]:
-    return {
-        "log_window": window,
-        "step": step,
-        "epoch": epoch,
-        "batch": batch,
-        "elapsed": elapsed,
-        "optimizers": {k: opt.state_dict() for k, opt in model.optimizers.items()},
-        "data_rng": data_gen.get_state(),
-        "torch_rng": noise_states[0],
-        "cuda_rng": noise_states[1],
-    }
+class _Checkpoints:
+    """Snapshots of everything a checkpoint holds, written on the main rank.
+
+    A periodic checkpoint is written only once the next step's loss, computed at its weights,
+    came out finite: so the checkpoint a NaN leaves behind is one whose weights gave a finite
+    loss. A fresh run's initial state is the first such checkpoint (the very first step checks
+    its loss); a resumed run starts from a checkpoint already on disk."""
+
+    def __init__(self, run: _Run):
+        self.run = run
+        self.pending: tuple | None = None
+        self.last = time.monotonic()
+
+    def snapshot(self, counters: _Counters, log: _Log) -> tuple | None:
+        """A copy of the weights and trainer state, taken now, written later (main rank only)."""
+        run = self.run
+        if not run.main:
+            return None
+        weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        cuda = (
+            torch.cuda.get_rng_state(run.device)
+            if run.device.type == "cuda"
+            else torch.empty(0, dtype=torch.uint8)
+        )
+        state = {
+            "log_window": log.window(),
+            "step": counters.step,
+            "epoch": counters.epoch,
+            "batch": counters.batch,
+            "elapsed": counters.elapsed,
+            "optimizers": {k: opt.state_dict() for k, opt in run.model.optimizers.items()},
+            "data_rng": counters.data_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": cuda,
+        }
+        return weights, copy.deepcopy(state)
+
+    def hold(self, counters: _Counters, log: _Log) -> None:
+        """Take a snapshot, to be written once the next step's loss proves its weights good."""
+        self.pending = self.snapshot(counters, log)
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.run.config.checkpoint_every
+
+    def confirm(self) -> None:
+        """The step after the held snapshot gave a finite loss: write the snapshot."""
+        if self.pending is not None:
+            checkpoint.save(self.run.run_dir, *self.pending)
+        self.pending = None
+
+    def save_now(self, counters: _Counters, log: _Log) -> None:
+        """Checkpoint the current state unless its weights are no longer finite."""
+        snap = self.snapshot(counters, log)
+        if snap is not None and all(t.isfinite().all() for t in snap[0].values() if t.is_floating_point()):
+            checkpoint.save(self.run.run_dir, *snap)
 
 
-def _noise_states(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8)
-    return torch.get_rng_state(), cuda
+# ------------------------------------------------------------------------------------------------
+# Training
 
 
 def fit(
-    model: torch.nn.Module,
+    model: Any,
     config: Any,
     run_dir: str | Path,
     name: str,
     resume: bool = False,
     progress: bool = True,
-    data: mnist.MNIST | None = None,
+    data: Any = None,
 ) -> dict[str, Any]:
     """Train `model` as `config` says, writing the run directory; returns results.json's content."""
-    run_dir = Path(run_dir)
-    device = resolve_device(config.device)
-    group = distributed.init(device)
-    main = group.is_main
-    if config.batch_size % group.world:
-        raise UserError(f"batch_size {config.batch_size} must divide evenly over {group.world} ranks")
-    model.to(device)  # initial weights were drawn from config.seed (registry.instantiate)
-    binary = model.data_kind == "binary"
-
-    data = data or datasets.load(config)
-    datasets.check_fits(model, data, getattr(config, "dataset", "mnist"))
-    if hasattr(model, "prepare"):  # data-dependent initialisation; a resumed run loads over it
-        model.prepare(data, config.batch_size)
-    n_train = len(data.train_x)
-    steps_per_epoch = n_train // config.batch_size
-    if steps_per_epoch == 0:
-        raise UserError(f"{n_train} training images are fewer than one batch of {config.batch_size}")
-    total_steps = steps_per_epoch * config.epochs
-
-    step = epoch = batch_in_epoch = 0
-    elapsed = 0.0
-    data_gen = torch.Generator().manual_seed(config.seed + 7919)
-    torch.manual_seed(config.seed * 1009 + group.rank + 1)  # model noise: distinct per rank
-    if resume:
-        checkpoint.recover(run_dir)
-        state = checkpoint.load_trainer(run_dir)
-        checkpoint.load_weights(run_dir, model)
-        for key, opt in model.optimizers.items():
-            fresh_lrs = [g["lr"] for g in opt.param_groups]  # from the (possibly --set) config
-            opt.load_state_dict(state["optimizers"][key])
-            for g, lr in zip(opt.param_groups, fresh_lrs):
-                g["initial_lr"] = lr
-        step, epoch, batch_in_epoch, elapsed = state["step"], state["epoch"], state["batch"], state["elapsed"]
-        data_gen.set_state(state["data_rng"])
-        if group.active:  # each rank's noise continues from where rank 0's checkpoint left it
-            torch.manual_seed(config.seed * 1009 + group.rank + 1 + step)
-        else:
-            torch.set_rng_state(state["torch_rng"])
-            if device.type == "cuda" and state["cuda_rng"].numel():
-                torch.cuda.set_rng_state(state["cuda_rng"], device)
-    elif main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (checkpoint.METRICS_FILE, checkpoint.RESULTS_FILE):
-            (run_dir / stale).unlink(missing_ok=True)
-    if main:
-        checkpoint.atomic_write(run_dir / checkpoint.CONFIG_FILE, cfg.to_toml(config, name, __version__))
-    distributed.barrier(group)
-
-    for opt in model.optimizers.values():
-        for g in opt.param_groups:
-            g.setdefault("initial_lr", g["lr"])
-    distributed.synchronise(model, model.optimizers, group)
-    metrics = _Metrics(run_dir, main, getattr(config, "tensorboard", True))
-    metrics.truncate_after(step)
-
-    def snapshot() -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-        """A copy of everything a checkpoint holds, taken now, written later (main rank only)."""
-        if not main:
-            return None
-        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        window = {"steps": window_steps, "sums": dict(sums)}
-        state = _trainer_state(
-            model, step, epoch, batch_in_epoch, elapsed, data_gen, _noise_states(device), window
-        )
-        return weights, copy.deepcopy(state)
-
-    def write(snap) -> None:
-        if snap is not None:
-            checkpoint.save(run_dir, *snap)
-
-    def save_now() -> None:
-        """Checkpoint the current state unless its weights are no longer finite."""
-        snap = snapshot()
-        if snap is not None and all(t.isfinite().all() for t in snap[0].values() if t.is_floating_point()):
-            write(snap)
-
-    # A periodic checkpoint is written only once the next step's loss, computed at its weights,
-    # came out finite: so the checkpoint a NaN leaves behind is one whose weights gave a finite loss.
-    # A fresh run's initial state is the first such checkpoint (the very first step checks its loss);
-    # a resumed run starts from a checkpoint already on disk.
-    # The running sums of the log window are part of the state, so a resumed run logs the same.
-    window = state.get("log_window", {}) if resume else {}
-    window_steps, sums = window.get("steps", 0), dict(window.get("sums", {}))
-    pending = None if resume else snapshot()
-
-    local = config.batch_size // group.world
-    rows = slice(group.rank * local, (group.rank + 1) * local)
-    last_ckpt = time.monotonic()
+    run = _setup(model, config, run_dir, name, progress, data)
+    counters, window = _start(run, resume)
+    log = _Log(run, counters.step, window)
+    ckpt = _Checkpoints(run)
+    if not resume:
+        ckpt.hold(counters, log)
     model.train()
-    out_of_time = False
     with _StopFlag() as stop:
-        while epoch < config.epochs and not out_of_time:
-            order = epoch_order(config.seed, epoch, n_train)
-            bar = tqdm(
-                total=steps_per_epoch,
-                initial=batch_in_epoch,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                disable=not (progress and main),
-                leave=False,
-                dynamic_ncols=True,
-            )
-            t_window, n_window = time.perf_counter(), 0
-            while batch_in_epoch < steps_per_epoch:
-                t0 = time.perf_counter()
-                idx = order[batch_in_epoch * config.batch_size : (batch_in_epoch + 1) * config.batch_size]
-                x = data.train_x[idx]
-                if binary:
-                    x = mnist.binarize(x, data_gen)
-                batch = {"x": x[rows].to(device, non_blocking=True), "y": data.train_y[idx][rows].to(device)}
-                factor = lr_factor(
-                    config.lr_schedule, schedule_progress(model, step, total_steps), config.lr_final
-                )
-                for opt in model.optimizers.values():
-                    for g in opt.param_groups:
-                        g["lr"] = g["initial_lr"] * factor
-                stats = model.train_step(batch)
-                distributed.sync_buffers(model, group)
-                bad = [k for k, v in stats.items() if not math.isfinite(v)]
-                if bad:
-                    bar.close()
-                    metrics.close()
-                    raise TrainingError(
-                        f"{bad[0]} became {stats[bad[0]]} at step {step + 1} (epoch {epoch + 1}); "
-                        f"the last good checkpoint in {run_dir} is kept; try a lower lr"
-                    )
-                write(pending)  # its weights just gave a finite loss
-                pending = None
-                step += 1
-                batch_in_epoch += 1
-                elapsed += time.perf_counter() - t0
-                n_window += config.batch_size
-                window_steps += 1
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                bar.update(1)
-                if step % config.log_every == 0:
-                    rate = n_window / (time.perf_counter() - t_window)
-                    record = {"step": step, "epoch": epoch + batch_in_epoch / steps_per_epoch}
-                    record.update({k: v / window_steps for k, v in sums.items()})
-                    # the lr a model reports is the one it used (a GAN's decayed lr, a stack's
-                    # pretraining lr); otherwise the loop's scheduled value
-                    lr = record.get("lr", config.lr * factor)
-                    record.update({"lr": lr, "samples_per_s": rate, "time": elapsed})
-                    metrics.log(record)
-                    bar.set_postfix(
-                        {k: f"{v:.4g}" for k, v in record.items() if k in stats} | {"img/s": f"{rate:.0f}"}
-                    )
-                    t_window, n_window, window_steps, sums = time.perf_counter(), 0, 0, {}
-                if distributed.any_rank(stop.raised, group):
-                    save_now()
-                    bar.close()
-                    metrics.close()
-                    distributed.shutdown(group)
-                    raise Interrupted(step)
-                if time.monotonic() - last_ckpt >= config.checkpoint_every:
-                    pending = snapshot()
-                    last_ckpt = time.monotonic()
-                if config.time_limit and elapsed >= config.time_limit:
-                    out_of_time = True  # a wall-clock budget: stop mid-epoch, resumable from here
-                    break
-            bar.close()
-            if out_of_time:
-                if progress and main:
-                    tqdm.write(f"time limit of {config.time_limit:g} s reached at step {step}")
-                break
-            epoch += 1
-            batch_in_epoch = 0
-            if config.eval_every and epoch % config.eval_every == 0 and epoch < config.epochs and main:
-                record = {"step": step, "epoch": epoch, "split": "valid"}
-                record.update(_evaluate(model, data.split("valid", binary), config.seed, device))
-                metrics.log(record, prefix="valid")
-                if progress:
-                    shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "split"))
-                    tqdm.write(f"validation: {shown}")
-            if time.monotonic() - last_ckpt >= config.checkpoint_every:
-                pending = snapshot()
-                last_ckpt = time.monotonic()
-    save_now()
-    results: dict[str, Any] = {}
-    if main:
-        test = _evaluate(model, data.split("test", binary), config.seed, device)
-        results = {
-            "model": name,
-            "split": "test",
-            "data": "binarized MNIST (fixed, seed 0)" if binary else "MNIST intensities",
-            "metrics": test,
-            "seed": config.seed,
-            "epochs": round(epoch + batch_in_epoch / steps_per_epoch, 4),
-            "steps": step,
-            "stopped_by": "time_limit" if out_of_time else "epochs",
-            "train_time_s": round(elapsed, 2),
-            "ranks": group.world,
-            "device": str(device),
-            "genlearn_version": __version__,
-        }
-        checkpoint.write_json(run_dir / checkpoint.RESULTS_FILE, results)
-        metrics.log({"step": step, "epoch": epoch, "split": "test", **test}, prefix="test")
-        with _separate_rng(config.seed):
-            from genlearn.viz.figures import write_run_figures
-
-            results["figures"] = write_run_figures(model, data, run_dir)
-        checkpoint.write_json(run_dir / checkpoint.RESULTS_FILE, results)
-    metrics.close()
-    distributed.barrier(group)
-    distributed.shutdown(group)
+        out_of_time = _train(run, counters, log, ckpt, stop)
+    ckpt.save_now(counters, log)
+    results = _finish(run, counters, log, out_of_time) if run.main else {}
+    log.close()
+    distributed.barrier(run.group)
+    distributed.shutdown(run.group)
     return results
 
 
-def _evaluate(model, split: dict[str, torch.Tensor], seed: int, device: torch.device) -> dict[str, float]:
+def _train(run: _Run, counters: _Counters, log: _Log, ckpt: _Checkpoints, stop: _StopFlag) -> bool:
+    """Epochs of steps until `epochs` or the time limit; True when the time limit stopped it."""
+    config = run.config
+    while counters.epoch < config.epochs:
+        order = epoch_order(config.seed, counters.epoch, len(run.data))
+        bar = tqdm(
+            total=run.steps_per_epoch,
+            initial=counters.batch,
+            desc=f"epoch {counters.epoch + 1}/{config.epochs}",
+            disable=not (run.progress and run.main),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        log.restart_clock()
+        try:
+            while counters.batch < run.steps_per_epoch:
+                _step(run, counters, log, ckpt, bar, order)
+                if distributed.any_rank(stop.raised, run.group):
+                    ckpt.save_now(counters, log)
+                    log.close()
+                    distributed.shutdown(run.group)
+                    raise Interrupted(counters.step)
+                if ckpt.due():
+                    ckpt.hold(counters, log)
+                if config.time_limit and counters.elapsed >= config.time_limit:
+                    # a wall-clock budget: stop mid-epoch, resumable from here
+                    if run.progress and run.main:
+                        tqdm.write(f"time limit of {config.time_limit:g} s reached at step {counters.step}")
+                    return True
+        finally:
+            bar.close()
+        counters.epoch += 1
+        counters.batch = 0
+        if config.eval_every and counters.epoch % config.eval_every == 0 and counters.epoch < config.epochs:
+            _validate(run, counters, log)
+        if ckpt.due():
+            ckpt.hold(counters, log)
+    return False
+
+
+def _step(run: _Run, counters: _Counters, log: _Log, ckpt: _Checkpoints, bar, order: torch.Tensor) -> None:
+    """One update: the batch, the lr, the model's step, a NaN check, the log window."""
+    config, model = run.config, run.model
+    t0 = time.perf_counter()
+    idx = order[counters.batch * config.batch_size : (counters.batch + 1) * config.batch_size]
+    batch = run.data.batch(idx, run.binary, counters.data_gen)
+    batch = {k: v[run.rows].to(run.device, non_blocking=True) for k, v in batch.items()}
+    factor = lr_factor(config, counters.step, model.schedule_progress(counters.step, run.total_steps))
+    for opt in model.optimizers.values():
+        for g in opt.param_groups:
+            g["lr"] = g["initial_lr"] * factor
+    stats = model.train_step(batch)
+    distributed.sync_buffers(model, run.group)
+    bad = [k for k, v in stats.items() if not math.isfinite(v)]
+    if bad:
+        bar.close()
+        log.close()
+        raise TrainingError(
+            f"{bad[0]} became {stats[bad[0]]} at step {counters.step + 1} (epoch {counters.epoch + 1}); "
+            f"the last good checkpoint in {run.run_dir} is kept; try a lower lr"
+        )
+    ckpt.confirm()  # its weights just gave a finite loss
+    counters.step += 1
+    counters.batch += 1
+    counters.elapsed += time.perf_counter() - t0
+    log.add(stats, config.batch_size)
+    bar.update(1)
+    if counters.step % config.log_every == 0:
+        record = log.flush(counters, run, config.lr * factor)
+        bar.set_postfix(
+            {k: f"{v:.4g}" for k, v in record.items() if k in stats}
+            | {"img/s": f"{record['samples_per_s']:.0f}"}
+        )
+
+
+def _validate(run: _Run, counters: _Counters, log: _Log) -> None:
+    if not run.main:
+        return
+    record = {"step": counters.step, "epoch": counters.epoch, "split": "valid"}
+    record.update(_evaluate(run, "valid"))
+    log.write(record, prefix="valid")
+    if run.progress:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "split"))
+        tqdm.write(f"validation: {shown}")
+
+
+def _evaluate(run: _Run, split: str) -> dict[str, float]:
+    """The model's own held-out figures on `split`, and those of its samples that only the data
+    set can give (mode counts), drawn from their own seed."""
+    model = run.model
+    if split not in run.held_out:  # made once: binarizing 10,000 images costs as much as scoring them
+        run.held_out[split] = {k: v.to(run.device) for k, v in run.data.split(split, run.binary).items()}
+    batch = run.held_out[split]
     model.eval()
-    with _separate_rng(seed):
-        out = model.evaluate({k: v.to(device) for k, v in split.items()})
+    with _separate_rng(run.config.seed):
+        out = model.evaluate(batch)
+        out |= run.data.sample_stats(model)
     model.train()
     return {k: float(v) for k, v in out.items()}
+
+
+def _finish(run: _Run, counters: _Counters, log: _Log, out_of_time: bool) -> dict[str, Any]:
+    """Test figures into results.json and metrics.jsonl, then the pictures (main rank)."""
+    test = _evaluate(run, "test")
+    results = {
+        "model": run.name,
+        "split": "test",
+        "data": "binarized MNIST (fixed, seed 0)" if run.binary else "MNIST intensities",
+        "metrics": test,
+        "seed": run.config.seed,
+        "epochs": round(counters.epoch + counters.batch / run.steps_per_epoch, 4),
+        "steps": counters.step,
+        "stopped_by": "time_limit" if out_of_time else "epochs",
+        "train_time_s": round(counters.elapsed, 2),
+        "ranks": run.group.world,
+        "device": str(run.device),
+        "genlearn_version": __version__,
+    }
+    runs.write_json(run.run_dir / runs.RESULTS_FILE, results)
+    log.write({"step": counters.step, "epoch": counters.epoch, "split": "test", **test}, prefix="test")
+    with _separate_rng(run.config.seed):
+        from genlearn.viz.figures import write_run_figures
+
+        results["figures"] = write_run_figures(run.model, run.data, run.run_dir)
+    runs.write_json(run.run_dir / runs.RESULTS_FILE, results)
+    return results

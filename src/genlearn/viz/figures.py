@@ -1,6 +1,7 @@
-"""The pictures every run directory gets, chosen by what the model can do (duck typing).
+"""The pictures every run directory gets, chosen by the model's declared capabilities.
 
-- samples.png: 100 samples (every model); for 2-D points, a scatter plot of 2,500 over the modes.
+- samples.png: 100 samples (every model); for 2-D points, a scatter plot of 2,500 over the modes;
+  for a model that takes labels, a 10 x 10 grid with one row per class.
 - reconstructions.png: test images (odd rows) above their reconstructions (even rows).
 - manifold.png: for a 2-D latent space, the decoder's mean over a grid of z whose coordinates are
   evenly spaced on the unit square and mapped through the inverse Gaussian CDF, as in Kingma &
@@ -18,15 +19,14 @@ import torch
 from genlearn.viz.grids import save_grid
 
 
-def manifold(model: torch.nn.Module, steps: int = 20) -> torch.Tensor:
+def manifold(model, steps: int = 20) -> torch.Tensor:
     """Decoder means over a steps x steps grid of z = Phi^-1(u), u evenly spaced in (0, 1)^2."""
     u = torch.linspace(0.5 / steps, 1 - 0.5 / steps, steps)
     coords = torch.distributions.Normal(0.0, 1.0).icdf(u)
     zy, zx = torch.meshgrid(coords.flip(0), coords, indexing="ij")
     z = torch.stack([zx.reshape(-1), zy.reshape(-1)], dim=1)
-    device = next(model.parameters()).device
     with torch.no_grad():
-        return model.mean_image(model.decode(z.to(device)))
+        return model.decode_mean(z.to(model.device))
 
 
 def training_curve(run_dir: Path) -> Path | None:
@@ -90,25 +90,32 @@ def scatter(points: torch.Tensor, modes: torch.Tensor | None, out: Path) -> Path
     return out
 
 
-def write_run_figures(model: torch.nn.Module, data, run_dir: str | Path) -> list[str]:
+def class_rows(n_classes: int = 10, per_class: int = 10) -> torch.Tensor:
+    """Labels for a grid with one row per class: 0 x per_class, 1 x per_class, ..."""
+    return torch.arange(n_classes).repeat_interleave(per_class)
+
+
+def write_run_figures(model, data, run_dir: str | Path) -> list[str]:
     """Write the pictures this model supports into `run_dir`; returns their file names."""
     run_dir = Path(run_dir)
     model.eval()
-    samples = model.sample(100)
-    if samples.dim() == 2:  # 2-D points (GANs on toy mixtures): a scatter plot over the modes
-        written = [scatter(model.sample(2500), getattr(data, "modes", None), run_dir / "samples.png")]
+    if model.image_shape is None:  # 2-D points (GANs on toy mixtures): a scatter plot over the modes
+        written = [scatter(model.sample(2500), data.modes, run_dir / "samples.png")]
+    elif "labels" in model.conditions:  # a 10 x 10 grid, one row per class
+        labels = class_rows().to(model.device)
+        written = [save_grid(model.sample(len(labels), labels=labels), run_dir / "samples.png", nrow=10)]
     else:
-        written = [save_grid(samples, run_dir / "samples.png", nrow=10)]
-    if hasattr(model, "reconstruct"):
-        x = data.test_x[:50].to(next(model.parameters()).device)
+        written = [save_grid(model.sample(100), run_dir / "samples.png", nrow=10)]
+    if model.can("reconstruct"):
+        x = data.test_x[:50].to(model.device)
         recon = model.reconstruct(x)
         pairs = torch.cat(
             [torch.stack([x[i * 10 : (i + 1) * 10], recon[i * 10 : (i + 1) * 10]]) for i in range(5)]
         )
         written.append(save_grid(pairs.flatten(0, 1), run_dir / "reconstructions.png", nrow=10))
-    if getattr(model, "latent_dim", None) == 2 and hasattr(model, "decode"):
+    if model.can("latent_2d"):
         written.append(save_grid(manifold(model), run_dir / "manifold.png", nrow=20, scale=1))
-    if hasattr(model, "sample_canvases"):  # DRAW: the canvas over time, as in the paper's figures
+    if model.can("sample_canvases"):  # DRAW: the canvas over time, as in the paper's figures
         from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip
 
         canvases, windows = model.sample_canvases(16)

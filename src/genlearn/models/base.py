@@ -1,0 +1,170 @@
+"""The model contract: what the training loop, the metrics, the figures and the CLI may rely on.
+
+Every registered model is a `GenerativeModel`. The required part (a config, `optimizers`,
+`train_step`, `sample`, `evaluate`, `data_kind`, `image_shape`) every model has. The optional
+abilities are declared by name in `capabilities`; each is a method documented here, and the parts
+that use one ask `model.can(name)` (or `model.require(name, what)`, which refuses with a
+`UserError` naming the model and what it lacks). Nothing outside this file probes a model with
+`hasattr`: a model that forgets part of the contract fails `tests/test_contract.py` by name.
+
+Conditions (labels, captions) are keyword arguments of `sample`: a model lists the ones it takes
+in `conditions`, and `default_conditions(n, generator)` draws them from the held-out data
+distribution, so that `sample(n)` works for every model and metrics treat every family alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from genlearn.errors import UserError
+
+# The optional abilities, each the name of a method (or group of methods) documented below.
+CAPABILITIES: dict[str, str] = {
+    "encode": "an inference network: encode(x), features(x) and reconstruct(x)",
+    "features": "features(x) for the linear probe (an inference network or a hidden layer)",
+    "reconstruct": "reconstruct(x): the model's reconstruction of held-out images",
+    "log_likelihood": "a Gaussian encoder and log p(x|z): encode(x) -> (mean, logvar), log_likelihood(x, z)",
+    "nll_bound": "nll_bound(x): a variational bound on -log p(x) per image (DRAW's L^x + L^z)",
+    "free_energy": "free_energy(x) and AIS on the model itself (an RBM)",
+    "log_likelihood_bound": "log_likelihood_bound(x, train_x, n_runs, generator): an AIS-based bound",
+    "latent_2d": "a 2-D latent space: decode_mean(z) gives the mean image of each z (the manifold)",
+    "sample_canvases": "sample_canvases(n, generator): the canvas over time, DRAW-like",
+    "sample_pyramid": "sample_pyramid(n, generator): each level of a Laplacian pyramid",
+}
+DATA_KINDS = ("binary", "continuous", "points")
+# Condition names a model may take, and the batch key that carries each one.
+CONDITION_KEYS = {"labels": "y", "captions": "caption"}
+
+
+class GenerativeModel(nn.Module):
+    """A generative model, trained by the one loop, judged by the shared metrics.
+
+    Required, on every model:
+    - `Config`: the dataclass of its settings (every field defaulted; `genlearn.config.Common`).
+    - `config`: the instance it was built from; `name`: its registry name (set by the registry).
+    - `data_kind`: "binary" (trained on dynamically binarized images, scored on the fixed
+      binarization), "continuous" (intensities in [0, 1]) or "points" (2-D toy data).
+    - `image_shape`: (C, H, W) of one image, or None for points.
+    - `optimizers`: name -> optimiser; the loop sets their lr and saves their state.
+    - `train_step(batch)`: one update from a batch dict (`x`, and conditions such as `y`),
+      returning finite floats to log.
+    - `sample(n, generator=None, **condition)`: (n, C, H, W) in [0, 1], or (n, 2) points.
+    - `evaluate(data)`: the model's own held-out figures on a split's batch dict.
+
+    Hooks with defaults: `prepare(data, batch_size)` (data-dependent initialisation before the
+    first step), `schedule_progress(step, total_steps)` (how far the lr schedule has run; a model
+    that trains in phases restarts it per phase), `local_buffers` (buffers each rank keeps its own
+    under torchrun, e.g. persistent Gibbs chains).
+    """
+
+    Config: ClassVar[type]
+    capabilities: frozenset[str] = frozenset()
+    conditions: tuple[str, ...] = ()
+    local_buffers: tuple[str, ...] = ()
+    name: str = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("capabilities", frozenset())
+        unknown = set(declared) - set(CAPABILITIES) if isinstance(declared, frozenset) else set()
+        if unknown:
+            raise TypeError(f"{cls.__name__} declares unknown capabilities {sorted(unknown)}")
+
+    # ---- required -----------------------------------------------------------------------------
+    @property
+    def data_kind(self) -> str:
+        raise NotImplementedError(f"{type(self).__name__} must say its data_kind")
+
+    image_shape: tuple[int, ...] | None = None
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None, **condition: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
+        raise NotImplementedError
+
+    # ---- hooks ----------------------------------------------------------------------------------
+    def prepare(self, data: Any, batch_size: int) -> None:
+        """Data-dependent initialisation, called before the first step (a resume loads over it)."""
+
+    def schedule_progress(self, step: int, total_steps: int) -> float:
+        """How far the lr schedule has run at `step`, in [0, 1]."""
+        return step / max(total_steps, 1)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors live (its first parameter's, else its first buffer's)."""
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    # ---- capabilities -------------------------------------------------------------------------
+    def can(self, capability: str) -> bool:
+        """Whether this model has the optional ability `capability` (a key of CAPABILITIES)."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}")
+        return capability in self.capabilities
+
+    def require(self, capability: str, what: str) -> None:
+        """Refuse `what` (a metric, a picture) with one user-facing line unless the model can."""
+        if not self.can(capability):
+            raise UserError(
+                f"{what} does not apply to model {self.name or type(self).__name__!r} "
+                f"(it has no {CAPABILITIES[capability].split(':')[0]})"
+            )
+
+    # The optional methods; a model that declares a capability overrides its methods.
+    def encode(self, x: torch.Tensor) -> Any:
+        raise NotImplementedError
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def nll_bound(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_likelihood_bound(self, x: torch.Tensor, **kwargs: Any) -> dict[str, float]:
+        raise NotImplementedError
+
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample_canvases(self, n: int, generator: torch.Generator | None = None, **condition: Any) -> Any:
+        raise NotImplementedError
+
+    def sample_pyramid(self, n: int, generator: torch.Generator | None = None, **condition: Any) -> Any:
+        raise NotImplementedError
+
+    # ---- conditions ---------------------------------------------------------------------------
+    def default_conditions(self, n: int, generator: torch.Generator | None = None) -> dict[str, Any]:
+        """Conditions for `n` samples drawn from the held-out data distribution ({} if none)."""
+        return {}
+
+    def conditions_for(
+        self, n: int, generator: torch.Generator | None = None, **condition: Any
+    ) -> dict[str, Any]:
+        """The conditions `sample` uses: the given ones, checked, or the defaults."""
+        unknown = [k for k in condition if k not in self.conditions]
+        if unknown:
+            takes = ", ".join(self.conditions) if self.conditions else "no condition"
+            raise UserError(
+                f"model {self.name or type(self).__name__!r} takes no {unknown[0]}; it takes {takes}"
+            )
+        return condition if condition else self.default_conditions(n, generator)

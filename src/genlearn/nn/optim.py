@@ -1,0 +1,26 @@
+"""The optimiser factory of the models that own one optimiser (the GAN builds its pair itself)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+OPTIMIZERS = ("adam", "adagrad", "sgd")
+
+
+def make_optimizer(
+    name: str,
+    params: Iterable[torch.nn.Parameter],
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+) -> torch.optim.Optimizer:
+    """Adam, Adagrad or SGD with momentum; `weight_decay` is an L2 penalty on every parameter."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")

@@ -1,0 +1,174 @@
+"""Every registered model against the model contract (`genlearn.models.base`).
+
+Each model is built small, trained for a few steps on a small slice of its data by the real loop
+(which writes its run directory, results and pictures), and then held to the contract: its
+samples' shape and range, finite held-out figures, every declared capability working, and every
+metric or picture that needs an undeclared one refused through the CLI with one `error:` line. A
+new registered model that forgets part of the contract fails here by name.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import assert_user_error, needs_mnist, one_thread, run_main
+from genlearn import registry, runs
+from genlearn.eval import ais, metrics
+from genlearn.models.base import CAPABILITIES, DATA_KINDS, GenerativeModel
+from genlearn.train import loop
+
+# Small settings per model, so that the whole contract runs in seconds; a model not listed here
+# trains with its defaults on the same small slice.
+COMMON = {"train_limit": 200, "batch_size": 50, "epochs": 1, "eval_every": 0, "tensorboard": False}
+SMALL = {
+    "autoencoder": {"hidden_units": 32, "code_dim": 8},
+    "vae": {"hidden_units": 32, "latent_dim": 2},
+    "draw": {"T": 3, "enc_size": 16, "dec_size": 16, "z_size": 4},
+    "draw-noattn": {"T": 3, "enc_size": 16, "dec_size": 16, "z_size": 4},
+    "draw-2digit": {"T": 3, "enc_size": 16, "dec_size": 16, "z_size": 4},
+    "gan": {"g_hidden": 32, "d_units": 16},
+    "gan-points": {"dataset": "ring8", "g_hidden": 16, "d_units": 8, "z_dim": 4},
+    "dcgan": {"g_channels": 8, "d_channels": 8},
+    "cgan": {"g_channels": 8, "d_channels": 8},
+    "rbm": {"n_hidden": 16, "method": "pcd"},
+    "dbn": {"hidden": "16,8", "epochs": 2},
+    "dbm": {"n_hidden1": 12, "n_hidden2": 8, "pretrain_epochs": 1, "epochs": 3},
+}
+CASES = [(name, name) for name in registry.names()] + [("gan-points", "gan")]
+
+# What each metric needs; `None`: any model that makes images.
+METRIC_NEEDS: dict[str, tuple[str, ...] | None] = {
+    "elbo": ("log_likelihood",),
+    "nll": ("log_likelihood", "nll_bound"),
+    "probe": ("features",),
+    "parzen": None,
+    "fid": None,
+    "coverage": None,
+    "label_agreement": ("labels",),
+    "ais": ("log_likelihood_bound", "free_energy"),
+}
+
+
+def test_every_metric_says_what_it_needs():
+    assert set(METRIC_NEEDS) == set(metrics.METRICS)
+
+
+def _train(case: str, name: str, root: Path) -> tuple[GenerativeModel, Path]:
+    model = registry.create(name, **(COMMON | SMALL.get(case, {})))
+    run_dir = root / case
+    with one_thread():
+        loop.fit(model, model.config, run_dir, name, progress=False)
+    return model.eval(), run_dir
+
+
+def _has(model: GenerativeModel, need: str) -> bool:
+    return need in model.conditions if need == "labels" else model.can(need)
+
+
+@needs_mnist
+@pytest.mark.slow
+@pytest.mark.parametrize("case,name", CASES, ids=[c for c, _ in CASES])
+def test_model_keeps_the_contract(case, name, tmp_path):
+    model, run_dir = _train(case, name, tmp_path)
+
+    # required attributes
+    assert isinstance(model, GenerativeModel), f"{name} does not inherit GenerativeModel"
+    assert model.name == name and model.config is not None and model.optimizers
+    assert model.data_kind in DATA_KINDS
+    assert set(model.capabilities) <= set(CAPABILITIES), model.capabilities
+    results = runs.results(run_dir)
+    assert results["metrics"] and all(math.isfinite(v) for v in results["metrics"].values()), results
+    assert "samples.png" in results["figures"]
+
+    # sample: shape and range, seeded
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        x = model.sample(6, generator=g)
+        again = model.sample(6, generator=torch.Generator().manual_seed(0))
+    expected = (6, 2) if model.image_shape is None else (6, *model.image_shape)
+    assert tuple(x.shape) == expected
+    assert torch.equal(x, again), "sample is not a function of the generator"
+    if model.image_shape is not None:
+        assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+
+    # reloaded from its run directory, the model samples the same
+    reloaded = runs.load_model(run_dir)
+    assert torch.equal(reloaded.sample(6, generator=torch.Generator().manual_seed(0)), x)
+
+    _check_capabilities(model)
+    _check_conditions(model)
+    _check_refusals(model, run_dir)
+
+
+def _held_out(model: GenerativeModel, n: int = 20) -> torch.Tensor:
+    from genlearn import data as datasets
+
+    data = datasets.load(model.config, train=False)
+    return data.split("test", binary=model.data_kind == "binary")["x"][:n]
+
+
+def _check_capabilities(model: GenerativeModel) -> None:
+    x = _held_out(model)
+    flat = x.flatten(1)
+    with torch.no_grad():
+        if model.can("encode"):
+            assert model.encode(flat) is not None
+        if model.can("features"):
+            f = model.features(x)
+            assert f.shape[0] == len(x) and bool(torch.isfinite(f).all())
+        if model.can("reconstruct"):
+            r = model.reconstruct(x)
+            assert r.shape == x.shape and float(r.min()) >= 0 and float(r.max()) <= 1
+        if model.can("log_likelihood"):
+            out = metrics.compute("elbo", model, {"x": x}, None, metrics.Options())
+            assert math.isfinite(out["elbo"])
+        if model.can("nll_bound"):
+            b = model.nll_bound(flat)
+            assert b.shape == (len(x),) and bool(torch.isfinite(b).all())
+        if model.can("free_energy"):
+            e = model.free_energy(flat)
+            assert e.shape == (len(x),) and bool(torch.isfinite(e).all())
+        if model.can("log_likelihood_bound"):
+            betas = torch.linspace(0, 1, 11)
+            out = ais.log_likelihood_bound(
+                model, flat, n_runs=4, betas=betas, base_bias=model.ais_base_bias(flat)
+            )
+            assert math.isfinite(out["bound"])
+        if model.can("latent_2d"):
+            m = model.decode_mean(torch.zeros(3, 2))
+            assert m.shape == (3, *model.image_shape)
+        if model.can("sample_canvases"):
+            frames, _ = model.sample_canvases(2, generator=torch.Generator().manual_seed(0))
+            assert frames.shape[1:] == (2, *model.image_shape)
+
+
+def _check_conditions(model: GenerativeModel) -> None:
+    g = torch.Generator().manual_seed(1)
+    defaults = model.default_conditions(5, g)
+    assert set(defaults) == set(model.conditions)
+    if "labels" in model.conditions:
+        labels = torch.tensor([0, 1, 2, 3, 9])
+        assert model.sample(5, labels=labels).shape[0] == 5
+        assert tuple(defaults["labels"].shape) == (5,)
+    with pytest.raises(Exception, match="takes no"):
+        model.sample(2, captions=["the digit 3"])
+
+
+def _check_refusals(model: GenerativeModel, run_dir: Path) -> None:
+    """Every metric whose need the model lacks, and a .gif or --labels it cannot give: one
+    `error:` line and status 2 through the CLI."""
+    for metric, needs in METRIC_NEEDS.items():
+        applies = model.image_shape is not None if needs is None else any(_has(model, n) for n in needs)
+        if not applies:
+            proc = run_main("eval", run_dir, "--metric", metric)
+            assert_user_error(proc, contains="does not apply" if needs else "scores images")
+    if not model.can("sample_canvases"):
+        assert_user_error(run_main("sample", run_dir, "--out", run_dir / "x.gif"), contains=".gif")
+    if "labels" not in model.conditions:
+        assert_user_error(
+            run_main("sample", run_dir, "--out", run_dir / "x.png", "--labels", "3"), contains="labels"
+        )
