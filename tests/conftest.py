@@ -152,3 +152,14 @@ def mnist_full() -> mnist.MNIST:
 def limited(data: mnist.MNIST, n: int) -> mnist.MNIST:
     """What `mnist.load(train_limit=n)` returns, without reading the file again."""
     return dataclasses.replace(data, train_x=data.train_x[:n], train_y=data.train_y[:n])
+
+
+def resume_then_compare(tmp_path, model: str, sets: list[str]) -> None:
+    """Train 2 epochs in one go, and 1 epoch then a resumed 1 more: the weights are equal."""
+    whole = run_cli("train", model, "--out", tmp_path / "whole", "--quiet", "--set", "epochs=2", *sets)
+    assert whole.returncode == 0, whole.stderr
+    half = run_cli("train", model, "--out", tmp_path / "half", "--quiet", "--set", "epochs=1", *sets)
+    assert half.returncode == 0, half.stderr
+    rest = run_cli("train", model, "--out", tmp_path / "half", "--resume", "--quiet", "--set", "epochs=2")
+    assert rest.returncode == 0, rest.stderr
+    assert_same_weights(tmp_path / "whole", tmp_path / "half")

@@ -172,3 +172,51 @@ def _check_refusals(model: GenerativeModel, run_dir: Path) -> None:
         assert_user_error(
             run_main("sample", run_dir, "--out", run_dir / "x.png", "--labels", "3"), contains="labels"
         )
+
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "genlearn"
+
+
+def _genlearn_imports(path: Path) -> set[str]:
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("genlearn"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("genlearn"))
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((SRC / "models").glob("*.py")), ids=lambda p: p.name)
+def test_models_sit_below_train_eval_and_data(path):
+    """DESIGN.md's layers: a model file imports config, errors, nn/ and models/ only."""
+    below = ("genlearn.train", "genlearn.eval", "genlearn.data", "genlearn.runs", "genlearn.viz")
+    wrong = sorted(m for m in _genlearn_imports(path) if m.startswith(below))
+    assert not wrong, f"{path.name} imports {wrong}"
+
+
+def test_sample_and_eval_read_runs_without_the_training_code():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, genlearn.runs, genlearn.eval.metrics, genlearn.viz.figures\n"
+        "bad = [m for m in sys.modules if m.startswith('genlearn.train')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_nothing_outside_the_base_class_probes_a_model():
+    """`hasattr` on a model is how a contract goes unwritten: only models/base.py may use it."""
+    offenders = [
+        f"{p.relative_to(SRC)}:{i}"
+        for p in SRC.rglob("*.py")
+        if p.name != "base.py"
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if "hasattr(" in line
+    ]
+    assert not offenders, offenders

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_same_weights, needs_mnist, one_thread, run_cli
+from conftest import needs_mnist, one_thread, resume_then_compare
 from genlearn import registry
 from genlearn.models import gan
 from genlearn.models.gan import GAN, Maxout, log_d, log_one_minus_d
@@ -170,17 +170,6 @@ def test_toy_gan_learns_the_ring():
     radius = lambda pts: (pts.norm(dim=1) - 2.0).abs().mean().item()  # noqa: E731
     assert radius(after) < 0.4 < 0.5 * radius(before)
     assert toy.mode_stats(model.sample(2500), ring)["modes_captured"] >= 4
-
-
-def resume_then_compare(tmp_path, model: str, sets: list[str]) -> None:
-    """Train 2 epochs in one go, and 1 epoch then a resumed 1 more: the weights are equal."""
-    whole = run_cli("train", model, "--out", tmp_path / "whole", "--quiet", "--set", "epochs=2", *sets)
-    assert whole.returncode == 0, whole.stderr
-    half = run_cli("train", model, "--out", tmp_path / "half", "--quiet", "--set", "epochs=1", *sets)
-    assert half.returncode == 0, half.stderr
-    rest = run_cli("train", model, "--out", tmp_path / "half", "--resume", "--quiet", "--set", "epochs=2")
-    assert rest.returncode == 0, rest.stderr
-    assert_same_weights(tmp_path / "whole", tmp_path / "half")
 
 
 @needs_mnist

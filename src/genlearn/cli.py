@@ -174,8 +174,8 @@ def cmd_sample(args) -> int:
         return 0
     images = model.sample(n, generator=generator, **condition).float().clamp(0, 1)
     if out.suffix == ".png":
-        per_label = n // len(condition["labels"].unique_consecutive()) if condition else None
-        save_grid(images, out, nrow=per_label if per_label and per_label > 1 else None)
+        per_label = n // len(parse_labels(args.labels)) if args.labels else 1  # one row per label
+        save_grid(images, out, nrow=per_label if per_label > 1 else None)
     else:
         np.savez_compressed(out, images=images.cpu().numpy().astype(np.float32))
     print(f"wrote {n} samples to {out}")

@@ -25,6 +25,7 @@ import json
 import math
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,11 +216,14 @@ class _Log:
     def __init__(self, run: _Run, step: int, window: dict[str, Any]):
         self.enabled = run.main
         self.path = run.run_dir / runs.METRICS_FILE
-        self.writer = None
+        self._writer: Future | None = None
         if self.enabled and run.config.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(run.run_dir / "tensorboard"))
+            # TensorBoard's import takes most of a second: it runs beside the first steps, which
+            # spend their time in torch kernels that release the GIL, and is waited for at the
+            # first line logged.
+            pool = ThreadPoolExecutor(1)
+            self._writer = pool.submit(_tensorboard_writer, run.run_dir / "tensorboard")
+            pool.shutdown(wait=False)
         self.steps, self.sums = window.get("steps", 0), dict(window.get("sums", {}))
         self.t0, self.images = time.perf_counter(), 0
         self._truncate_after(step)
@@ -267,15 +271,22 @@ class _Log:
             return
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        if self.writer is not None:
+        if self._writer is not None:
+            writer = self._writer.result()
             for key, value in record.items():
                 if key not in ("step", "epoch", "split", "time") and isinstance(value, (int, float)):
-                    self.writer.add_scalar(f"{prefix}/{key}", value, record["step"])
-            self.writer.flush()
+                    writer.add_scalar(f"{prefix}/{key}", value, record["step"])
+            writer.flush()
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self._writer is not None:
+            self._writer.result().close()
+
+
+def _tensorboard_writer(directory: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(directory))
 
 
 class _Checkpoints:
