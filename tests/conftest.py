@@ -163,3 +163,16 @@ def resume_then_compare(tmp_path, model: str, sets: list[str]) -> None:
     rest = run_cli("train", model, "--out", tmp_path / "half", "--resume", "--quiet", "--set", "epochs=2")
     assert rest.returncode == 0, rest.stderr
     assert_same_weights(tmp_path / "whole", tmp_path / "half")
+
+
+@pytest.fixture(scope="session")
+def small_classifier(tmp_path_factory, mnist_full):
+    """A small in-project MNIST classifier (about 97% accurate), trained once per session into a
+    temporary cache: tests never touch the real classifier cache."""
+    from genlearn.eval import classifier as clf
+
+    directory = tmp_path_factory.getbasetemp() / "small-classifier"
+    with one_thread():
+        return clf.load_classifier(
+            progress=False, cache_dir=directory, epochs=2, train_limit=15_000, batch_size=32, data=mnist_full
+        )

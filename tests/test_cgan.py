@@ -133,20 +133,13 @@ class _Oracle(GenerativeModel):
         return {"labels": torch.randint(10, (n,), generator=generator)}
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory, mnist_full) -> clf.MNISTClassifier:
-    """The small classifier of test_sample_eval.py (same cache, same settings)."""
-    directory = tmp_path_factory.getbasetemp() / "small-classifier"
-    with one_thread():
-        return clf.load_classifier(
-            progress=False, cache_dir=directory, epochs=2, train_limit=15_000, batch_size=32, data=mnist_full
-        )
-
-
 @needs_mnist
-def test_label_agreement_is_the_classifier_accuracy_on_what_was_asked(mnist_full, small, monkeypatch):
+def test_label_agreement_is_the_classifier_accuracy_on_what_was_asked(
+    mnist_full, small_classifier, monkeypatch
+):
     """Real digits of the asked class agree as often as the classifier is right; digits of the
     next class almost never agree."""
+    small = small_classifier
     monkeypatch.setattr(clf, "load_classifier", lambda **_: small)
     opts = metrics.Options()
     with one_thread():

@@ -19,13 +19,8 @@ pytestmark = [pytest.mark.slow, needs_mnist]
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory, mnist_full) -> clf.MNISTClassifier:
-    """The small classifier of test_classifier.py / test_sample_metrics.py (same cache, same settings)."""
-    directory = tmp_path_factory.getbasetemp() / "small-classifier"
-    with one_thread():
-        return clf.load_classifier(
-            progress=False, cache_dir=directory, epochs=2, train_limit=15_000, batch_size=32, data=mnist_full
-        )
+def small(small_classifier):
+    return small_classifier
 
 
 @pytest.fixture(scope="module")

@@ -161,12 +161,11 @@ def log_mean_interval(log_w: torch.Tensor, n_std: float = 3.0) -> tuple[float, f
     if log_w.numel() < 2:
         raise UserError("AIS needs at least 2 runs to give an interval")
     log_w = log_w.double()
-    top = log_w.max()
-    w = torch.exp(log_w - top)  # in (0, 1]: no overflow
-    mean, sem = w.mean(), w.std() / math.sqrt(w.numel())
+    top = float(log_w.max())
+    mean, sem = mean_and_stderr(torch.exp(log_w - top))  # weights in (0, 1]: no overflow
     low = mean - n_std * sem
-    log_low = float(torch.log(low) + top) if low > 0 else float("-inf")
-    return float(torch.log(mean) + top), log_low, float(torch.log(mean + n_std * sem) + top)
+    log_low = math.log(low) + top if low > 0 else float("-inf")
+    return math.log(mean) + top, log_low, math.log(mean + n_std * sem) + top
 
 
 def rbm_log_partition(

@@ -39,6 +39,16 @@ Networks (`arch`):
 On 2-D toy data (`dataset = ring8` or `grid25`) the `mlp` networks output two linear
 coordinates instead of 784 sigmoid pixels.
 
+Conditional adversarial nets (Mirza & Osindero 2014; `conditional = true`, registered as `cgan`):
+both players see extra information y, here the digit's label, and the game becomes
+
+    min_G max_D V(D, G) = E_{x ~ p_data}[log D(x | y)] + E_{z ~ p_z}[log(1 - D(G(z | y) | y))]
+
+G takes [z, onehot(y)]; D takes the image with onehot(y) beside it (ten constant 28 x 28 planes
+for the convolutional D, ten more inputs for the maxout D). Each minibatch's fakes are drawn for
+its real images' labels, so D must judge whether an image fits its label, not only whether it is
+real. Sampling takes `labels` (uniform digits when none are given).
+
 Monitors: mean D(x) and D(G(z)) over the minibatch, both losses and both gradient norms. A
 discriminator loss near 0 (D separates perfectly and the minimax generator gets no gradient), or
 a generator gradient norm near 0, is warned about once in the log.
