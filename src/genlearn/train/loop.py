@@ -26,7 +26,7 @@ import math
 import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,20 +157,22 @@ def _setup(model, config, run_dir, name, progress: bool, data) -> _Run:
     return _Run(model, config, Path(run_dir), name, device, group, data, binary, steps_per_epoch, progress)
 
 
-def _start(run: _Run, resume: bool) -> tuple[_Counters, dict[str, Any]]:
-    """Seed a fresh run (and clear the directory of a previous one's results), or load the
-    checkpoint of the run in `run_dir`; then write config.toml and give every rank rank 0's
-    weights. Returns the counters and the log window saved with them."""
+def _start(run: _Run, resume: bool) -> tuple[_Counters, dict[str, Any], dict[str, Any]]:
+    """Seed a fresh run in an empty directory, or load the checkpoint of the run in `run_dir`
+    (refusing changed settings that define the run); only then write config.toml, and give every
+    rank rank 0's weights. Returns the counters, the log window saved with them, and the results
+    a resumed run had (whose metrics `genlearn eval` may have added)."""
     config, model = run.config, run.model
     counters = _Counters(data_gen=torch.Generator().manual_seed(config.seed + 7919))
     torch.manual_seed(config.seed * 1009 + run.group.rank + 1)  # model noise: distinct per rank
     window: dict[str, Any] = {}
+    previous: dict[str, Any] = {}
     if resume:
+        runs.check_resumable(run.run_dir, config)
+        previous = runs.results(run.run_dir)
         window = _resume(run, counters)
     elif run.main:
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (runs.METRICS_FILE, runs.RESULTS_FILE):
-            (run.run_dir / stale).unlink(missing_ok=True)
+        runs.check_empty(run.run_dir)
     if run.main:
         runs.atomic_write(run.run_dir / runs.CONFIG_FILE, cfg.to_toml(config, run.name, __version__))
     distributed.barrier(run.group)
@@ -178,7 +180,7 @@ def _start(run: _Run, resume: bool) -> tuple[_Counters, dict[str, Any]]:
         for g in opt.param_groups:
             g.setdefault("initial_lr", g["lr"])
     distributed.synchronise(model, model.optimizers, run.group)
-    return counters, window
+    return counters, window, previous
 
 
 def _resume(run: _Run, counters: _Counters) -> dict[str, Any]:
@@ -187,9 +189,15 @@ def _resume(run: _Run, counters: _Counters) -> dict[str, Any]:
     checkpoint.recover(run.run_dir)
     state = checkpoint.load_trainer(run.run_dir)
     runs.load_weights(run.run_dir, run.model)
+    saved = state["optimizers"]
+    if not isinstance(saved, dict) or set(saved) != set(run.model.optimizers):
+        raise UserError(f"{run.run_dir / runs.TRAINER_FILE} holds the optimisers of another model")
     for key, opt in run.model.optimizers.items():
         fresh_lrs = [g["lr"] for g in opt.param_groups]
-        opt.load_state_dict(state["optimizers"][key])
+        try:
+            opt.load_state_dict(saved[key])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{run.run_dir / runs.TRAINER_FILE} does not fit this model: {exc}") from None
         for g, lr in zip(opt.param_groups, fresh_lrs):
             g["initial_lr"] = lr
     counters.step, counters.epoch = state["step"], state["epoch"]
@@ -232,12 +240,8 @@ class _Log:
         """On resume, forget lines logged after the checkpoint (they will be logged again)."""
         if not (self.enabled and self.path.exists()):
             return
-        keep = [
-            ln
-            for ln in self.path.read_text().splitlines()
-            if ln.strip() and json.loads(ln).get("step", 0) <= step
-        ]
-        runs.atomic_write(self.path, "".join(ln + "\n" for ln in keep))
+        keep = [r for r in runs.read_records(self.path) if r.get("step", 0) <= step]
+        runs.atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def restart_clock(self) -> None:
         """The speed is measured over training steps: the clock restarts with every epoch."""
@@ -362,17 +366,17 @@ def fit(
 ) -> dict[str, Any]:
     """Train `model` as `config` says, writing the run directory; returns results.json's content."""
     run = _setup(model, config, run_dir, name, progress, data)
-    counters, window = _start(run, resume)
-    log = _Log(run, counters.step, window)
-    ckpt = _Checkpoints(run)
-    if not resume:
-        ckpt.hold(counters, log)
-    model.train()
-    with _StopFlag() as stop:
+    with runs.locked(run.run_dir) if run.main else nullcontext(), _StopFlag() as stop:
+        counters, window, previous = _start(run, resume)
+        log = _Log(run, counters.step, window)
+        ckpt = _Checkpoints(run)
+        if not resume:
+            ckpt.hold(counters, log)
+        model.train()
         out_of_time = _train(run, counters, log, ckpt, stop)
-    ckpt.save_now(counters, log)
-    results = _finish(run, counters, log, out_of_time) if run.main else {}
-    log.close()
+        ckpt.save_now(counters, log)
+        results = _finish(run, counters, log, out_of_time, previous, stop) if run.main else {}
+        log.close()
     distributed.barrier(run.group)
     distributed.shutdown(run.group)
     return results
@@ -479,10 +483,24 @@ def _evaluate(run: _Run, split: str) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
-def _finish(run: _Run, counters: _Counters, log: _Log, out_of_time: bool) -> dict[str, Any]:
-    """Test figures into results.json and metrics.jsonl, then the pictures (main rank)."""
+def _finish(
+    run: _Run, counters: _Counters, log: _Log, out_of_time: bool, previous: dict[str, Any], stop: _StopFlag
+) -> dict[str, Any]:
+    """Test figures and pictures, then results.json, written last: a run is finished when its
+    results.json exists. A stop asked for meanwhile (Ctrl-C, SIGTERM) ends the run as interrupted
+    between the two, and resuming it finishes it. Metrics that `genlearn eval` added to the
+    results of a resumed run are kept when the weights did not change (no step trained), and kept
+    apart as `earlier_metrics` (with the step they were computed at) when they did."""
     test = _evaluate(run, "test")
-    results = {
+    if stop.raised:
+        raise Interrupted(counters.step)
+    with _separate_rng(run.config.seed):
+        from genlearn.viz.figures import write_run_figures
+
+        figures = write_run_figures(run.model, run.data, run.run_dir)
+    if stop.raised:
+        raise Interrupted(counters.step)
+    results: dict[str, Any] = {
         "model": run.name,
         "split": "test",
         "data": "binarized MNIST (fixed, seed 0)" if run.binary else "MNIST intensities",
@@ -495,12 +513,13 @@ def _finish(run: _Run, counters: _Counters, log: _Log, out_of_time: bool) -> dic
         "ranks": run.group.world,
         "device": str(run.device),
         "genlearn_version": __version__,
+        "figures": figures,
     }
-    runs.write_json(run.run_dir / runs.RESULTS_FILE, results)
+    added = {k: v for k, v in previous.get("metrics", {}).items() if k not in test}
+    if added and previous.get("steps") == counters.step:
+        results["metrics"] = test | added
+    elif added:
+        results["earlier_metrics"] = {"steps": previous.get("steps"), **added}
     log.write({"step": counters.step, "epoch": counters.epoch, "split": "test", **test}, prefix="test")
-    with _separate_rng(run.config.seed):
-        from genlearn.viz.figures import write_run_figures
-
-        results["figures"] = write_run_figures(run.model, run.data, run.run_dir)
     runs.write_json(run.run_dir / runs.RESULTS_FILE, results)
     return results

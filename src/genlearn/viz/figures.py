@@ -90,6 +90,17 @@ def scatter(points: torch.Tensor, modes: torch.Tensor | None, out: Path) -> Path
     return out
 
 
+def reconstructions(model, images, out: Path, rows: int = 5, per_row: int = 10) -> Path:
+    """Up to `rows` rows of `per_row` held-out images, each row above its reconstructions (fewer
+    when the split is smaller: a data_dir with a few test images still gets its picture)."""
+    per_row = min(per_row, len(images))
+    rows = max(1, min(rows, len(images) // per_row))
+    x = images[: rows * per_row].to(model.device)
+    recon = model.reconstruct(x)
+    pairs = torch.stack([x.view(rows, per_row, *x.shape[1:]), recon.view(rows, per_row, *x.shape[1:])], 1)
+    return save_grid(pairs.flatten(0, 2), out, nrow=per_row)
+
+
 def class_rows(n_classes: int = 10, per_class: int = 10) -> torch.Tensor:
     """Labels for a grid with one row per class: 0 x per_class, 1 x per_class, ..."""
     return torch.arange(n_classes).repeat_interleave(per_class)
@@ -107,12 +118,7 @@ def write_run_figures(model, data, run_dir: str | Path) -> list[str]:
     else:
         written = [save_grid(model.sample(100), run_dir / "samples.png", nrow=10)]
     if model.can("reconstruct"):
-        x = data.test_x[:50].to(model.device)
-        recon = model.reconstruct(x)
-        pairs = torch.cat(
-            [torch.stack([x[i * 10 : (i + 1) * 10], recon[i * 10 : (i + 1) * 10]]) for i in range(5)]
-        )
-        written.append(save_grid(pairs.flatten(0, 1), run_dir / "reconstructions.png", nrow=10))
+        written.append(reconstructions(model, data.test_x, run_dir / "reconstructions.png"))
     if model.can("latent_2d"):
         written.append(save_grid(manifold(model), run_dir / "manifold.png", nrow=20, scale=1))
     if model.can("sample_canvases"):  # DRAW: the canvas over time, as in the paper's figures

@@ -1,0 +1,335 @@
+"""Fault injection: a user's work is never lost or mixed, and a mistake is one `error:` line.
+
+A second process on a run directory, a resume that changes what defines the run, files in --out
+that belong to no run, a damaged metrics.jsonl, a full disk while checkpointing, a stop during the
+final figures, bad paths and values, files that parse but have the wrong structure, a damaged
+MNIST cache, and the 2-D GAN's samples. Runs are tiny VAEs on 300 MNIST images (a second each).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_user_error, cli_env, needs_mnist, run_main
+from genlearn import config as cfg
+from genlearn import registry, runs
+from genlearn.data import mnist
+from genlearn.train import checkpoint
+
+pytestmark = [pytest.mark.slow, needs_mnist]
+
+TINY = ["train_limit=300", "batch_size=100", "hidden_units=16", "latent_dim=4", "eval_every=0"]
+
+
+def train(run_dir, *extra, resume: bool = False, **env):
+    args = ["train", "vae", "--out", run_dir, "--quiet", *(["--resume"] if resume else [])]
+    return run_main(*args, "--set", *TINY, *extra, **env)
+
+
+def finished(run_dir) -> Path:
+    proc = train(run_dir, "epochs=1")
+    assert proc.returncode == 0, proc.stderr
+    return Path(run_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# One process per run directory
+
+
+def test_a_run_directory_in_use_is_refused_with_its_holder(tmp_path):
+    run_dir = tmp_path / "run"
+    with runs.locked(run_dir):
+        line = assert_user_error(train(run_dir, "epochs=1"), contains="in use by process")
+        assert str(os.getpid()) in line
+        assert_user_error(train(run_dir, "epochs=1", resume=True))  # not a run yet: also refused
+    assert train(run_dir, "epochs=1").returncode == 0  # free again
+
+
+def test_a_killed_holder_locks_no_one_out(tmp_path):
+    run_dir = tmp_path / "run"
+    code = f"from genlearn import runs; import time\nwith runs.locked({str(run_dir)!r}):\n    print('held', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=cli_env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert_user_error(train(run_dir, "epochs=1"), contains=f"process {holder.pid}")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert train(run_dir, "epochs=1").returncode == 0
+
+
+def test_a_second_training_process_cannot_join_a_running_one(tmp_path):
+    """The real case: `genlearn train` runs; a second `--resume` of it is refused, not mixed in."""
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "genlearn", "train", "vae", "--out", str(run_dir), "--quiet", "--set"]
+    first = subprocess.Popen([*args, *TINY, "epochs=1000", "checkpoint_every=0"], env=cli_env())
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_dir / runs.TRAINER_FILE).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (run_dir / runs.TRAINER_FILE).exists()
+        assert_user_error(train(run_dir, "epochs=1000", resume=True), contains="in use by process")
+        assert_user_error(train(run_dir, "epochs=1"), contains="already holds a run")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert train(run_dir, "epochs=1000", "time_limit=0.5", resume=True).returncode == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Resume with changed settings
+
+
+@pytest.mark.parametrize(
+    "change", ["batch_size=50", "seed=3", "train_limit=200", "optimizer=sgd", "latent_dim=3"]
+)
+def test_resume_refuses_a_change_that_defines_the_run(tmp_path, change):
+    run_dir = finished(tmp_path / "run")
+    before = (run_dir / runs.CONFIG_FILE).read_bytes()
+    key = change.split("=")[0]
+    assert_user_error(train(run_dir, "epochs=2", change, resume=True), contains=f"cannot change {key}")
+    assert (run_dir / runs.CONFIG_FILE).read_bytes() == before  # config.toml untouched
+    assert train(run_dir, "epochs=2", resume=True).returncode == 0  # and the run still resumes
+
+
+def test_resume_may_train_longer_and_change_the_lr(tmp_path):
+    run_dir = finished(tmp_path / "run")
+    proc = train(run_dir, "epochs=2", "lr=0.0005", "log_every=1", resume=True)
+    assert proc.returncode == 0, proc.stderr
+    saved = tomllib.loads((run_dir / runs.CONFIG_FILE).read_text())
+    assert saved["epochs"] == 2 and saved["lr"] == 0.0005
+
+
+# --------------------------------------------------------------------------------------------
+# Overwrites
+
+
+@pytest.mark.parametrize(
+    "leftover", [runs.RESULTS_FILE, runs.METRICS_FILE, runs.MODEL_FILE, runs.CONFIG_FILE]
+)
+def test_files_of_a_run_in_out_are_never_trained_over(tmp_path, leftover):
+    run_dir = finished(tmp_path / "run")
+    keep = {leftover}
+    for f in list(run_dir.iterdir()):
+        if f.name in runs.RUN_FILES and f.name not in keep:
+            f.unlink()  # e.g. a finished run whose trainer.pt was deleted
+    content = (run_dir / leftover).read_bytes()
+    assert_user_error(train(run_dir, "epochs=1"), contains="already holds a run")
+    assert (run_dir / leftover).read_bytes() == content
+
+
+def test_resuming_a_finished_run_keeps_the_metrics_eval_added(tmp_path):
+    run_dir = finished(tmp_path / "run")
+    assert run_main("eval", run_dir, "--metric", "nll", "--k", "2").returncode == 0
+    assert "nll_k2" in runs.results(run_dir)["metrics"]
+    assert train(run_dir, "epochs=1", resume=True).returncode == 0  # nothing more to train
+    assert "nll_k2" in runs.results(run_dir)["metrics"]
+    assert train(run_dir, "epochs=2", resume=True).returncode == 0  # new weights: kept apart
+    res = runs.results(run_dir)
+    assert "nll_k2" not in res["metrics"]
+    assert "nll_k2" in res["earlier_metrics"] and res["earlier_metrics"]["steps"] == 3
+
+
+# --------------------------------------------------------------------------------------------
+# metrics.jsonl, a full disk, a stop during the figures
+
+
+def test_a_damaged_metrics_line_does_not_stop_a_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    assert train(run_dir, "epochs=1", "log_every=1").returncode == 0
+    with open(run_dir / runs.METRICS_FILE, "a") as fh:
+        fh.write('{"step": 2, "loss": 1')  # a crash mid-write
+    proc = train(run_dir, "epochs=2", "log_every=1", resume=True)
+    assert proc.returncode == 0, proc.stderr
+    records = runs.read_records(run_dir / runs.METRICS_FILE)
+    assert [r["step"] for r in records if "split" not in r] == list(range(1, 7))
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_leaves_no_temporaries(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    assert train(run_dir, "epochs=1").returncode == 0
+    good = (run_dir / runs.MODEL_FILE).read_bytes()
+    calls = []
+
+    def full(path, data):
+        calls.append(path)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint, "write_synced", full)
+    line = assert_user_error(train(run_dir, "epochs=3", "checkpoint_every=0", resume=True), contains="space")
+    assert "step 3 is kept" in line and calls
+    assert (run_dir / runs.MODEL_FILE).read_bytes() == good
+    assert not [p.name for p in run_dir.iterdir() if "tmp" in p.name]
+    monkeypatch.undo()
+    assert train(run_dir, "epochs=3", resume=True).returncode == 0
+
+
+def test_a_stop_during_the_final_figures_leaves_an_unfinished_run_that_resumes(tmp_path, monkeypatch):
+    from genlearn.viz import figures
+
+    real = figures.write_run_figures
+
+    def stopped(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # the stop flag is set; the figures still finish
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(figures, "write_run_figures", stopped)
+    run_dir = tmp_path / "run"
+    proc = train(run_dir, "epochs=1")
+    assert proc.returncode == 130 and "resume with" in proc.stderr, proc.stderr
+    assert not (run_dir / runs.RESULTS_FILE).exists()  # not finished: no results.json
+    monkeypatch.undo()
+    assert train(run_dir, "epochs=1", resume=True).returncode == 0
+    res = runs.results(run_dir)
+    assert res["steps"] == 3 and "samples.png" in res["figures"]
+    assert all((run_dir / f).exists() for f in res["figures"])
+
+
+# --------------------------------------------------------------------------------------------
+# Paths and values
+
+
+def test_bad_out_paths_are_one_line(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert_user_error(train(a_file, "epochs=1"), contains="in the way")
+    assert_user_error(train(a_file / "run", "epochs=1"), contains="is a file")
+    assert_user_error(train("/proc/genlearn-run", "epochs=1"), contains="cannot create")
+
+
+@pytest.mark.parametrize(
+    "value,contains",
+    [("seed=2e13", "seed"), ("seed=20000000000000", "at most"), ("lr=inf", "finite"), ("lr=nan", "finite")],
+)
+def test_bad_values_are_refused_before_anything_is_written(tmp_path, value, contains):
+    assert_user_error(train(tmp_path / "run", "epochs=1", value), contains=contains)
+    assert not (tmp_path / "run").exists()
+
+
+def test_sampling_more_than_memory_holds_is_refused(tmp_path):
+    run_dir = finished(tmp_path / "run")
+    line = assert_user_error(run_main("sample", run_dir, "--n", "100000000", "--out", tmp_path / "x.npz"))
+    assert "GiB" in line
+    assert_user_error(
+        run_main("sample", run_dir, "--n", "20000", "--out", tmp_path / "x.png"), contains=".npz"
+    )
+
+
+def test_a_data_dir_with_a_newline_round_trips(tmp_path):
+    config = registry.make_config("vae", {"data_dir": 'a\nb"c\\d\te\x7f'})
+    path = tmp_path / "config.toml"
+    path.write_text(cfg.to_toml(config, "vae", "0"))
+    assert tomllib.loads(path.read_text())["data_dir"] == config.data_dir
+
+
+def test_a_few_test_images_still_make_the_pictures(tmp_path, mnist_full):
+    from genlearn.train import loop
+
+    few = mnist.MNIST(
+        mnist_full.train_x[:200], mnist_full.train_y[:200], mnist_full.valid_x[:30], mnist_full.valid_y[:30],
+        mnist_full.test_x[:7], mnist_full.test_y[:7],
+    )  # fmt: skip
+    model = registry.create("vae", hidden_units=16, latent_dim=4, epochs=1, eval_every=0)
+    res = loop.fit(model, model.config, tmp_path / "run", "vae", progress=False, data=few)
+    assert "reconstructions.png" in res["figures"]
+
+
+# --------------------------------------------------------------------------------------------
+# Files that parse but have the wrong structure
+
+
+@pytest.mark.parametrize(
+    "text,contains", [("config = 3\n", "table"), ("model = [1]\n", "model"), ("model = 3\n", "model")]
+)
+def test_config_files_of_the_wrong_shape(tmp_path, text, contains):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert_user_error(
+        run_main("train", "vae", "--config", path, "--out", tmp_path / "run"), contains=contains
+    )
+    run_dir = finished(tmp_path / "done")
+    (run_dir / runs.CONFIG_FILE).write_text(text)
+    assert_user_error(run_main("info", run_dir))
+
+
+def test_a_trainer_state_of_another_family_is_refused(tmp_path):
+    vae_run = finished(tmp_path / "vae")
+    other = tmp_path / "ae"
+    proc = run_main(
+        "train",
+        "autoencoder",
+        "--out",
+        other,
+        "--quiet",
+        "--set",
+        "train_limit=300",
+        "epochs=1",
+        "eval_every=0",
+        "hidden_units=16",
+    )
+    assert proc.returncode == 0, proc.stderr
+    shutil.copy(vae_run / runs.TRAINER_FILE, other / runs.TRAINER_FILE)
+    proc = run_main("train", "autoencoder", "--out", other, "--resume", "--quiet", "--set", "epochs=2")
+    assert_user_error(proc)
+
+
+def test_a_results_file_holding_a_list_is_refused(tmp_path):
+    run_dir = finished(tmp_path / "run")
+    (run_dir / runs.RESULTS_FILE).write_text("[1, 2]\n")
+    assert_user_error(run_main("info", run_dir), contains="results")
+    assert_user_error(run_main("compare", run_dir, run_dir), contains="results")
+
+
+# --------------------------------------------------------------------------------------------
+# Data and the 2-D GAN
+
+
+def test_a_damaged_mnist_cache_is_rebuilt_from_the_wheel_or_refused(tmp_path, monkeypatch):
+    real = mnist.cache_dir()
+    monkeypatch.setenv("GENLEARN_CACHE", str(tmp_path))
+    with np.load(real / mnist.CACHE_FILE) as npz:
+        arrays = {k: npz[k].copy() for k in npz.files}
+    arrays["test_x"][0, 14, 14] ^= 0xFF  # one pixel of one test image
+    np.savez(tmp_path / mnist.CACHE_FILE, **arrays)
+    assert_user_error(
+        run_main("train", "vae", "--out", tmp_path / "run", "--set", "epochs=1"), contains="corrupt"
+    )
+    shutil.copy(real / mnist.WHEEL_NAME, tmp_path / mnist.WHEEL_NAME)
+    rebuilt = mnist.load_arrays()
+    assert mnist.arrays_digest(rebuilt) == mnist.ARRAYS_SHA256
+
+
+def test_the_2d_gan_samples_as_points(tmp_path):
+    run_dir = tmp_path / "gan"
+    sets = [
+        "dataset=ring8",
+        "g_hidden=16",
+        "d_units=8",
+        "z_dim=4",
+        "train_limit=500",
+        "epochs=1",
+        "eval_every=0",
+    ]
+    assert run_main("train", "gan", "--out", run_dir, "--quiet", "--set", *sets).returncode == 0
+    assert run_main("sample", run_dir, "--n", "50", "--out", tmp_path / "p.png").returncode == 0
+    assert run_main("sample", run_dir, "--n", "50", "--out", tmp_path / "p.npz").returncode == 0
+    points = np.load(tmp_path / "p.npz")["points"]
+    assert points.shape == (50, 2) and (points < 0).any()  # not clamped to [0, 1]
+    model = runs.load_model(run_dir)
+    torch.testing.assert_close(
+        torch.from_numpy(points), model.sample(50, generator=torch.Generator().manual_seed(0))
+    )
+    assert json.loads(json.dumps(runs.results(run_dir)))["metrics"]["modes"] == 8
