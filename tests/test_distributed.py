@@ -17,6 +17,8 @@ import pytest
 import safetensors.torch
 import torch
 
+from genlearn import runs
+
 FIELDS = dict(epochs=1, train_limit=1200, batch_size=100, hidden_units=64, code_dim=8, eval_every=0, seed=3)
 
 SCRIPT = textwrap.dedent(
@@ -63,7 +65,7 @@ def test_two_ranks_match_each_other_and_one_process(tmp_path: Path) -> None:
         if key in params:  # running statistics (buffers) come from per-rank batches, as in DDP
             torch.testing.assert_close(rank0[key], alone[key], rtol=1e-4, atol=1e-5, msg=f"{key} differs")
     # Only rank 0 writes the run directory: no files from rank 1 besides our own dump.
-    assert sorted(p.name for p in ddp.iterdir() if p.suffix != ".png") == sorted(
+    assert sorted(p.name for p in ddp.iterdir() if p.suffix != ".png" and p.name != runs.LOCK_FILE) == sorted(
         ["config.toml", "metrics.jsonl", "model.safetensors", "trainer.pt", "results.json", "tensorboard"]
         + ["rank0.safetensors", "rank1.safetensors"]
     )
@@ -128,3 +130,38 @@ def test_local_buffers_name_the_persistent_chains(name: str, fields: dict) -> No
     buffers = {n for n, _ in model.named_buffers()}
     assert set(model.local_buffers) <= buffers
     assert set(model.local_buffers) == {n for n in buffers if n.split(".")[-1] == "chains"}
+
+
+RESUME_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from genlearn import registry
+    from genlearn.train import loop
+
+    out, epochs, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "resume"
+    fields = dict(epochs=epochs, train_limit=600, batch_size=100, hidden_units=32, latent_dim=4,
+                  eval_every=0, seed=5, tensorboard=False)
+    model = registry.create("vae", **fields)
+    loop.fit(model, model.config, out, "vae", resume=resume, progress=False)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_stopped_and_resumed_torchrun_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    """Each rank draws its own noise (the VAE's reparameterisation): the checkpoint holds every
+    rank's RNG state, so a run stopped after one epoch and resumed ends bit for bit where a run that
+    never stopped does."""
+    script = tmp_path / "fit.py"
+    script.write_text(RESUME_SCRIPT)
+    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2"]
+    whole, half = tmp_path / "whole", tmp_path / "half"
+    _run([*torchrun, str(script), str(whole), "2", "fresh"], tmp_path)
+    _run([*torchrun, str(script), str(half), "1", "fresh"], tmp_path)
+    _run([*torchrun, str(script), str(half), "2", "resume"], tmp_path)
+    a = safetensors.torch.load_file(whole / "model.safetensors")
+    b = safetensors.torch.load_file(half / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    state = torch.load(half / "trainer.pt", weights_only=True)
+    assert len(state["rank_rngs"]) == 2 and not torch.equal(*state["rank_rngs"])

@@ -241,8 +241,12 @@ def cmd_eval(args) -> int:
     t0 = time.perf_counter()
     result = metrics.compute(args.metric, model, split, data, opts)
     seconds = time.perf_counter() - t0
+    not_recorded = ""
     if args.split == "test":
-        runs.record_metrics(args.run, result)
+        try:
+            runs.record_metrics(args.run, result)
+        except UserError as exc:  # printed below all the same: a computed metric is never lost
+            not_recorded = f"warning: not recorded in results.json: {exc}"
     if args.json:
         record = {"run": args.run, "metric": args.metric, "split": args.split, **result}
         print(runs.dumps(record | {"seconds": seconds, "device": str(device)}))
@@ -250,6 +254,8 @@ def cmd_eval(args) -> int:
         for k, v in result.items():
             print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
         print(f"({args.split} split, {seconds:.1f} s)")
+    if not_recorded:
+        print(not_recorded, file=sys.stderr)
     return 0
 
 

@@ -29,9 +29,11 @@ def choice(default: Any, choices: tuple, help: str = "") -> Any:
     return field(default=default, metadata={"choices": choices, "help": help})
 
 
-def bounded(default: Any, min: float | None = None, max: float | None = None, help: str = "") -> Any:
-    """A numeric field with inclusive bounds."""
-    return field(default=default, metadata={"min": min, "max": max, "help": help})
+def bounded(
+    default: Any, min: float | None = None, max: float | None = None, help: str = "", infinite: bool = False
+) -> Any:
+    """A numeric field with inclusive bounds; `infinite` admits -inf / inf (e.g. "no floor")."""
+    return field(default=default, metadata={"min": min, "max": max, "help": help, "infinite": infinite})
 
 
 @dataclass
@@ -46,7 +48,8 @@ class Common:
         0.1, min=0.0, help="final lr (cosine) or the decayed lr's floor (exponential), a fraction of lr"
     )
     lr_decay: float = bounded(1.0, min=1.0, help="lr divided by this every step (exponential)")
-    seed: int = bounded(0, min=0, max=2**32 - 1, help="seeds weights, data order, binarization and noise")
+    # at most 2^44: the seeds derived from it (seed * 1,000,003 + epoch) stay within 64 bits
+    seed: int = bounded(0, min=0, max=2**44, help="seeds weights, data order, binarization and noise")
     device: str = choice("cpu", ("cpu", "cuda", "auto"), "where to train")
     train_limit: int = bounded(0, min=0, help="use only the first N training images; 0 = all")
     checkpoint_every: float = bounded(120.0, min=0.0, help="seconds between checkpoints")
@@ -119,7 +122,9 @@ def validate(config: Any) -> None:
             allowed = ", ".join(map(str, choices))
             raise UserError(f"bad value for {f.name!r}: {value!r}; allowed values: {allowed}")
         lo, hi = f.metadata.get("min"), f.metadata.get("max")
-        if isinstance(value, float) and not math.isfinite(value):
+        if isinstance(value, float) and (
+            math.isnan(value) or (math.isinf(value) and not f.metadata.get("infinite"))
+        ):
             raise UserError(f"bad value for {f.name!r}: {value!r} is not a finite number")
         if lo is not None and value < lo:
             raise UserError(f"bad value for {f.name!r}: {value!r}; it must be at least {lo}")

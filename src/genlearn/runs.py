@@ -55,8 +55,12 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write_synced(tmp, data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    try:
+        write_synced(tmp, data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a read-only directory: the old file stays as it was
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}; it is left as it was") from None
 
 
 def strict(obj: Any) -> Any:
@@ -162,10 +166,12 @@ def results(run_dir: str | Path) -> dict[str, Any]:
 
 
 def record_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> None:
-    """Add evaluated metrics to results.json so `genlearn compare` sees them."""
-    current = results(run_dir)
-    current.setdefault("metrics", {}).update(metrics)
-    write_json(Path(run_dir) / RESULTS_FILE, current)
+    """Add evaluated metrics to results.json so `genlearn compare` sees them, holding the run
+    directory meanwhile (a run still training is refused: its results are not final)."""
+    with locked(run_dir):
+        current = results(run_dir)
+        current.setdefault("metrics", {}).update(metrics)
+        write_json(Path(run_dir) / RESULTS_FILE, current)
 
 
 @contextmanager

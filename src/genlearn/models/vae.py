@@ -49,7 +49,7 @@ class Config(Common):
     likelihood: str = choice("bernoulli", ("bernoulli", "gaussian"), "p(x|z); picks the data")
     optimizer: str = choice("adam", ("adam", "adagrad", "sgd"), "optimiser")
     weight_decay: float = bounded(0.0, min=0.0, help="L2 penalty (a Gaussian prior on weights)")
-    min_logvar: float = bounded(-8.0, help="floor on the Gaussian decoder's log-variance")
+    min_logvar: float = bounded(-8.0, infinite=True, help="floor on the Gaussian decoder's log-variance")
 
 
 class VAE(GenerativeModel):

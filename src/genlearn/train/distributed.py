@@ -98,6 +98,25 @@ def sync_buffers(model: GenerativeModel, group: Group) -> None:
             dist.broadcast(buf.data, src=0)
 
 
+def any_ranks(flags: tuple[bool, ...], group: Group) -> tuple[bool, ...]:
+    """Each flag OR-ed over the ranks, in one all-reduce: so that every rank stops, or
+    checkpoints, at the same step."""
+    if not group.active:
+        return flags
+    t = torch.tensor([1.0 if f else 0.0 for f in flags])
+    dist.all_reduce(t)
+    return tuple(bool(v > 0) for v in t.tolist())
+
+
+def gather(tensor: torch.Tensor, group: Group) -> list[torch.Tensor]:
+    """Every rank's copy of `tensor` (same shape on every rank), in rank order, on every rank."""
+    if not group.active:
+        return [tensor.detach().clone()]
+    out = [torch.empty_like(tensor) for _ in range(group.world)]
+    dist.all_gather(out, tensor.detach().contiguous())
+    return out
+
+
 def any_rank(flag: bool, group: Group) -> bool:
     """True when `flag` is set on any rank (so all ranks stop together)."""
     if not group.active:

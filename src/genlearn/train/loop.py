@@ -203,13 +203,29 @@ def _resume(run: _Run, counters: _Counters) -> dict[str, Any]:
     counters.step, counters.epoch = state["step"], state["epoch"]
     counters.batch, counters.elapsed = state["batch"], state["elapsed"]
     counters.data_gen.set_state(state["data_rng"])
-    if run.group.active:  # each rank's noise continues from where rank 0's checkpoint left it
-        torch.manual_seed(run.config.seed * 1009 + run.group.rank + 1 + counters.step)
+    if run.group.active:  # each rank's noise and chains continue from where they were
+        _resume_rank(run, state)
     else:
         torch.set_rng_state(state["torch_rng"])
         if run.device.type == "cuda" and state["cuda_rng"].numel():
             torch.cuda.set_rng_state(state["cuda_rng"], run.device)
     return state.get("log_window", {})
+
+
+def _resume_rank(run: _Run, state: dict[str, Any]) -> None:
+    """Under torchrun: this rank's RNG state and local buffers from the checkpoint, which holds
+    every rank's. A checkpoint of another number of ranks cannot continue each rank; its noise is
+    then reseeded from the step (the run goes on, but not bit for bit)."""
+    rank, world = run.group.rank, run.group.world
+    rngs = state.get("rank_rngs")
+    if rngs is None or len(rngs) != world:
+        torch.manual_seed(run.config.seed * 1009 + rank + 1 + state["step"])
+        return
+    torch.set_rng_state(rngs[rank])
+    buffers = dict(run.model.named_buffers())
+    with torch.no_grad():
+        for name, copies in state.get("rank_buffers", {}).items():
+            buffers[name].copy_(copies[rank])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -273,8 +289,11 @@ class _Log:
     def write(self, record: dict[str, Any], prefix: str = "train") -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         if self._writer is not None:
             writer = self._writer.result()
             for key, value in record.items():
@@ -307,11 +326,20 @@ class _Checkpoints:
         self.last = time.monotonic()
 
     def snapshot(self, counters: _Counters, log: _Log) -> tuple | None:
-        """A copy of the weights and trainer state, taken now, written later (main rank only)."""
+        """A copy of the weights and trainer state, taken now, written later (main rank only).
+        Under torchrun every rank takes part: the main rank gathers each rank's RNG state and
+        its own buffers (persistent chains), so a resumed run continues every rank exactly."""
         run = self.run
+        model = run.model
+        rank_rngs = distributed.gather(torch.get_rng_state(), run.group)
+        local = {
+            name: distributed.gather(buf, run.group)
+            for name, buf in model.named_buffers()
+            if name in model.local_buffers
+        }
         if not run.main:
             return None
-        weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         cuda = (
             torch.cuda.get_rng_state(run.device)
             if run.device.type == "cuda"
@@ -323,11 +351,14 @@ class _Checkpoints:
             "epoch": counters.epoch,
             "batch": counters.batch,
             "elapsed": counters.elapsed,
-            "optimizers": {k: opt.state_dict() for k, opt in run.model.optimizers.items()},
+            "optimizers": {k: opt.state_dict() for k, opt in model.optimizers.items()},
             "data_rng": counters.data_gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": rank_rngs[0],
             "cuda_rng": cuda,
         }
+        if run.group.active:
+            state["rank_rngs"] = rank_rngs
+            state["rank_buffers"] = {name: [t.cpu() for t in copies] for name, copies in local.items()}
         return weights, copy.deepcopy(state)
 
     def hold(self, counters: _Counters, log: _Log) -> None:
@@ -399,14 +430,17 @@ def _train(run: _Run, counters: _Counters, log: _Log, ckpt: _Checkpoints, stop: 
         try:
             while counters.batch < run.steps_per_epoch:
                 _step(run, counters, log, ckpt, bar, order)
-                if distributed.any_rank(stop.raised, run.group):
+                time_up = bool(config.time_limit) and counters.elapsed >= config.time_limit
+                # the ranks agree on each, so that they stop and checkpoint at the same step
+                stopping, due, time_up = distributed.any_ranks((stop.raised, ckpt.due(), time_up), run.group)
+                if stopping:
                     ckpt.save_now(counters, log)
                     log.close()
                     distributed.shutdown(run.group)
                     raise Interrupted(counters.step)
-                if ckpt.due():
+                if due:
                     ckpt.hold(counters, log)
-                if config.time_limit and counters.elapsed >= config.time_limit:
+                if time_up:
                     # a wall-clock budget: stop mid-epoch, resumable from here
                     if run.progress and run.main:
                         tqdm.write(f"time limit of {config.time_limit:g} s reached at step {counters.step}")
@@ -417,7 +451,7 @@ def _train(run: _Run, counters: _Counters, log: _Log, ckpt: _Checkpoints, stop: 
         counters.batch = 0
         if config.eval_every and counters.epoch % config.eval_every == 0 and counters.epoch < config.epochs:
             _validate(run, counters, log)
-        if ckpt.due():
+        if distributed.any_ranks((ckpt.due(),), run.group)[0]:
             ckpt.hold(counters, log)
     return False
 
