@@ -131,6 +131,24 @@ def test_files_of_a_run_in_out_are_never_trained_over(tmp_path, leftover):
     assert (run_dir / leftover).read_bytes() == content
 
 
+def test_a_metric_that_cannot_be_recorded_is_printed_all_the_same(tmp_path, monkeypatch):
+    run_dir = finished(tmp_path / "run")
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(runs, "write_synced", read_only)
+    proc = run_main("eval", run_dir, "--metric", "nll", "--k", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["nll_k2"] > 0
+    assert proc.stderr.startswith("warning: not recorded") and "Read-only" in proc.stderr
+    monkeypatch.undo()
+    assert "nll_k2" not in runs.results(run_dir)["metrics"]  # results.json as it was
+    with runs.locked(run_dir):  # a run still training: printed, not recorded
+        proc = run_main("eval", run_dir, "--metric", "nll", "--k", "2")
+    assert proc.returncode == 0 and "nll_k2:" in proc.stdout and "in use" in proc.stderr
+
+
 def test_resuming_a_finished_run_keeps_the_metrics_eval_added(tmp_path):
     run_dir = finished(tmp_path / "run")
     assert run_main("eval", run_dir, "--metric", "nll", "--k", "2").returncode == 0

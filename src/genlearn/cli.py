@@ -204,15 +204,18 @@ def cmd_sample(args) -> int:
     if out.suffix == ".png" and n > MAX_GRID:
         raise UserError(f"--n {n} is too many for one picture (at most {MAX_GRID}); use .npz")
     samples = _draw(model, n, generator, condition)
-    if out.suffix == ".npz":  # images in [0, 1]; 2-D points as they are
-        np.savez_compressed(out, **{"images" if model.image_shape else "points": samples})
-    elif model.image_shape is None:
-        from genlearn.viz.figures import scatter
+    try:
+        if out.suffix == ".npz":  # images in [0, 1]; 2-D points as they are
+            np.savez_compressed(out, **{"images" if model.image_shape else "points": samples})
+        elif model.image_shape is None:
+            from genlearn.viz.figures import scatter
 
-        scatter(torch.from_numpy(samples), None, out)
-    else:
-        per_label = n // len(parse_labels(args.labels)) if args.labels else 1  # one row per label
-        save_grid(torch.from_numpy(samples).clamp(0, 1), out, nrow=per_label if per_label > 1 else None)
+            scatter(torch.from_numpy(samples), None, out)
+        else:
+            per_label = n // len(parse_labels(args.labels)) if args.labels else 1  # one row per label
+            save_grid(torch.from_numpy(samples).clamp(0, 1), out, nrow=per_label if per_label > 1 else None)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"wrote {n} samples to {out}")
     return 0
 
