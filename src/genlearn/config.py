@@ -22,6 +22,7 @@ LR_SCHEDULES = ("constant", "cosine", "exponential")
 # The data sets a config may name (`genlearn.data` loads them; models list the ones they fit).
 IMAGE_DATASETS = ("mnist", "mnist-2digit")
 TOY_DATASETS = ("ring8", "grid25")  # VEEGAN's 2-D mixtures of Gaussians
+CAPTION_DATASETS = ("mnist-captions",)  # alignDRAW's: 60 x 60 canvases with 12-word captions
 
 
 def choice(default: Any, choices: tuple, help: str = "") -> Any:

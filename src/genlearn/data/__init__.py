@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from genlearn.config import IMAGE_DATASETS, TOY_DATASETS
+from genlearn.config import CAPTION_DATASETS, IMAGE_DATASETS, TOY_DATASETS
 from genlearn.data.toy import TOYS
 from genlearn.errors import UserError
 
 assert set(TOYS) == set(TOY_DATASETS), "config.TOY_DATASETS must name the toy mixtures"
-DATASETS = IMAGE_DATASETS + TOY_DATASETS
+DATASETS = IMAGE_DATASETS + CAPTION_DATASETS + TOY_DATASETS
 
 
 def load(config: Any, train: bool = True) -> Any:
@@ -30,6 +30,10 @@ def load(config: Any, train: bool = True) -> Any:
         from genlearn.data import two_digit
 
         return two_digit.load(config.data_dir, limit)
+    if name == "mnist-captions":
+        from genlearn.data import captions
+
+        return captions.load(config.data_dir, limit)
     if name in TOY_DATASETS:
         from genlearn.data import toy
 
@@ -43,7 +47,7 @@ def load(config: Any, train: bool = True) -> Any:
 def check_fits(model: Any, data: Any, dataset: str) -> None:
     """Refuse a model whose image size is not the data's (e.g. 28 x 28 DRAW on 60 x 60 images)."""
     shape = model.image_shape
-    item = tuple(data.train_x[:1].shape[1:])
+    item = data.image_shape
     if shape is not None and math.prod(shape) != math.prod(item):
         raise UserError(
             f"the model's images are {'x'.join(map(str, shape))} but dataset {dataset!r} has "

@@ -31,6 +31,11 @@ class DataSet:
     def __len__(self) -> int:
         return len(self.train_x)
 
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of one training example: (C, H, W) for images, (2,) for points."""
+        return tuple(self.train_x[:1].shape[1:])
+
     def batch(self, idx: torch.Tensor, binary: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """The training examples `idx` as a batch dict; `binary` binarizes the images afresh with
         `generator` (whose state the loop checkpoints, so a resumed run draws the same pixels)."""

@@ -1,0 +1,218 @@
+"""MNIST with captions: one or two digits on a 60 x 60 canvas, described by a 12-token sentence
+(Mansimov et al., ICLR 2016, section 4.1, as their public code builds it; alignDRAW's data).
+
+Eight caption types, drawn uniformly; D and E are the digits' symbols 0-9:
+
+    the digit D is on the left of the digit E .        (two digits, side by side)
+    the digit D is on the right of the digit E .
+    the digit D is at the top of the digit E .         (two digits, one above the other)
+    the digit D is at the bottom of the digit E .
+    the digit D is at the top left of the image .      (one digit, in a corner)
+    the digit D is at the top right | bottom left | bottom right of the image .
+
+Every caption is 12 tokens over a vocabulary of 22 (`VOCAB`). Placement, as (row, column) of each
+28 x 28 digit's top-left corner, inclusive ranges drawn uniformly: a left/right pair shares a row
+in 16-18, the left digit's column is in 0-4 and the right one's in 28-32; a top/bottom pair shares
+a column in 16-18, the top digit's row is in 0-2 and the bottom one's in 30-32; a single digit's
+row is 0-2 (top) or 30-32 (bottom) and its column 0-4 (left) or 28-32 (right). Two digits combine
+by the pixel-wise maximum (the public code pastes the second over the first, so where they
+overlap, by up to 4 columns, its black border erased the first one's strokes).
+
+Slots: the digit D (written first) is slot 0, E is slot 1. A caption "the digit 3 is on the left
+of the digit 8" puts digit 3 (slot 0) on the left and 8 (slot 1) on the right; "on the right of"
+swaps the places.
+
+Held-out captions (`HELD_OUT`): a fixed, documented set of (caption type, slot, digit)
+combinations never generated for training or validation; the split `test_heldout` is made only
+of captions that contain one, so that drawing compositions never seen in training is measured on a
+known set (the public code drew its banned set from an unseeded RNG at every run).
+
+Training composites are drawn afresh for every batch from the training digits by the loop's data
+generator (whose state every checkpoint saves, so a resumed run sees the same ones); validation,
+test and held-out test composites are fixed, from their own digits, by fixed seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from genlearn.data import mnist
+from genlearn.data.base import DataSet, binarize
+from genlearn.errors import UserError
+
+SIZE, DIGIT = 60, 28
+TYPES = ("left", "right", "top", "bottom", "top left", "top right", "bottom left", "bottom right")
+TWO_DIGITS = 4  # the first four types describe two digits
+CAPTION_LENGTH = 12
+VOCAB = (
+    "the", "digit", "is", "on", "at", "left", "right", "top", "bottom", "of", "image", ".",
+    *map(str, range(10)),
+)  # fmt: skip
+# (caption type, slot, digit) combinations never generated for training or validation.
+HELD_OUT = (
+    ("left", 0, 3), ("right", 1, 7), ("top", 0, 5), ("bottom", 1, 2),
+    ("top left", 0, 9), ("top right", 0, 0), ("bottom left", 0, 6), ("bottom right", 0, 4),
+)  # fmt: skip
+N_EVAL = 10_000  # composites in each of valid, test and test_heldout
+N_TRAIN = 10_000  # training composites per epoch
+SEEDS = {"valid": 201, "test": 202, "test_heldout": 203}
+SPLITS = ("train", "valid", "test", "test_heldout")
+
+
+def caption_text(kind: int, d: int, e: int) -> str:
+    """The sentence of caption type `kind` (an index into TYPES) for digits d (and e)."""
+    where = TYPES[kind]
+    if kind < TWO_DIGITS:
+        prep = "on the" if where in ("left", "right") else "at the"
+        return f"the digit {d} is {prep} {where} of the digit {e} ."
+    return f"the digit {d} is at the {where} of the image ."
+
+
+def encode(text: str) -> torch.Tensor:
+    """Token ids (CAPTION_LENGTH,) of a caption; unknown words and other lengths are refused."""
+    words = text.split()
+    unknown = [w for w in words if w not in VOCAB]
+    if unknown:
+        raise UserError(f"unknown word {unknown[0]!r} in caption {text!r}; the words are: {' '.join(VOCAB)}")
+    if len(words) != CAPTION_LENGTH:
+        raise UserError(f"a caption has {CAPTION_LENGTH} words, not {len(words)}: {text!r}")
+    return torch.tensor([VOCAB.index(w) for w in words])
+
+
+def decode(tokens: torch.Tensor) -> str:
+    return " ".join(VOCAB[int(t)] for t in tokens)
+
+
+def _held_out_digits(kind: torch.Tensor, slot: int) -> torch.Tensor:
+    """(n, 10) bool: which digits are held out in `slot` for each composite's caption type."""
+    banned = torch.zeros(len(TYPES), 10, dtype=torch.bool)
+    for name, s, digit in HELD_OUT:
+        if s == slot:
+            banned[TYPES.index(name), digit] = True
+    return banned[kind]
+
+
+def _draw_labels(kind: torch.Tensor, slot: int, g: torch.Generator, held_out: bool) -> torch.Tensor:
+    """A digit per composite for `slot`: uniform over the allowed ones (held_out False) or over
+    the held-out ones where the caption type has one (held_out True)."""
+    banned = _held_out_digits(kind, slot)
+    weights = (banned if held_out else ~banned).float()
+    weights[weights.sum(1) == 0] = 1.0  # no held-out digit for this type and slot: any digit
+    return torch.multinomial(weights, 1, generator=g).squeeze(1)
+
+
+def layout(n: int, g: torch.Generator, held_out: bool = False) -> dict[str, torch.Tensor]:
+    """Caption types, the two slots' digit labels and the (row, col) corner of each slot's digit
+    for n composites. With `held_out`, every caption contains one held-out combination."""
+    kind = torch.randint(len(TYPES), (n,), generator=g)
+    if held_out:  # the slot that carries the held-out digit: slot 1 only for "right" and "bottom"
+        carrier = torch.tensor([next(s for t, s, _ in HELD_OUT if t == name) for name in TYPES])[kind]
+    labels = []
+    for slot in (0, 1):
+        drawn = _draw_labels(kind, slot, g, held_out=False)
+        if held_out:
+            drawn = torch.where(carrier == slot, _draw_labels(kind, slot, g, held_out=True), drawn)
+        labels.append(drawn)
+    u = lambda lo, hi: torch.randint(lo, hi + 1, (n,), generator=g)  # noqa: E731 (inclusive range)
+    shared, near, far = u(16, 18), u(0, 4), u(28, 32)
+    top, bottom = u(0, 2), u(30, 32)
+    corner_row = torch.where((kind == 4) | (kind == 5), u(0, 2), u(30, 32))
+    corner_col = torch.where((kind == 4) | (kind == 6), u(0, 4), u(28, 32))
+    # slot 0's and slot 1's corners, by caption type
+    first_left = kind == 0  # "D on the left of E": D at the left
+    pos = torch.zeros(n, 2, 2, dtype=torch.long)
+    side = kind <= 1
+    pos[side, 0, 0] = pos[side, 1, 0] = shared[side]
+    pos[side, 0, 1] = torch.where(first_left, near, far)[side]
+    pos[side, 1, 1] = torch.where(first_left, far, near)[side]
+    stacked = (kind == 2) | (kind == 3)
+    first_top = kind == 2
+    pos[stacked, 0, 1] = pos[stacked, 1, 1] = shared[stacked]
+    pos[stacked, 0, 0] = torch.where(first_top, top, bottom)[stacked]
+    pos[stacked, 1, 0] = torch.where(first_top, bottom, top)[stacked]
+    single = kind >= TWO_DIGITS
+    pos[single, 0, 0], pos[single, 0, 1] = corner_row[single], corner_col[single]
+    return {"kind": kind, "labels": torch.stack(labels, 1), "pos": pos}
+
+
+def compose(digits: list[torch.Tensor], plan: dict[str, torch.Tensor], g: torch.Generator) -> torch.Tensor:
+    """The canvases (n, 1, 60, 60): for each slot a random image of its digit from `digits` (a
+    list of the split's images of each digit 0-9), pasted at its corner, combined by the maximum."""
+    kind, labels, pos = plan["kind"], plan["labels"], plan["pos"]
+    n = len(kind)
+    canvas = torch.zeros(n, SIZE, SIZE)
+    span = torch.arange(DIGIT)
+    for slot in (0, 1):
+        used = torch.ones(n, dtype=torch.bool) if slot == 0 else kind < TWO_DIGITS
+        pick = torch.stack(
+            [
+                digits[d][torch.randint(len(digits[d]), (1,), generator=g)][0, 0]
+                for d in labels[:, slot].tolist()
+            ]
+        )
+        rows = pos[:, slot, 0, None] + span
+        cols = pos[:, slot, 1, None] + span
+        where = (rows[:, :, None] * SIZE + cols[:, None, :]).reshape(n, -1)
+        layer = torch.zeros(n, SIZE * SIZE).scatter_(1, where, pick.reshape(n, -1))
+        canvas = torch.where(used[:, None, None], torch.maximum(canvas, layer.view(n, SIZE, SIZE)), canvas)
+    return canvas.unsqueeze(1)
+
+
+def captions_of(plan: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Token ids (n, 12) of the plan's captions."""
+    kind, labels = plan["kind"].tolist(), plan["labels"].tolist()
+    return torch.stack([encode(caption_text(k, d, e)) for k, (d, e) in zip(kind, labels)])
+
+
+@dataclass
+class CaptionedMNIST(DataSet):
+    """The splits of MNIST with captions; `train_x` is only an index of N_TRAIN per epoch."""
+
+    digits: dict[str, list[torch.Tensor]]  # split -> images of each digit 0..9
+    train_x: torch.Tensor  # arange(N_TRAIN): which composites an epoch has (drawn at batch time)
+    train_y: torch.Tensor
+
+    def batch(self, idx: torch.Tensor, binary: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """len(idx) fresh training composites from the training digits, drawn with `generator`."""
+        return self._draw("train", len(idx), generator, binary)
+
+    def split(self, name: str, binary: bool) -> dict[str, torch.Tensor]:
+        if name not in SPLITS or name == "train":
+            raise UserError(f"unknown held-out split {name!r}; choose valid, test or test_heldout")
+        g = torch.Generator().manual_seed(SEEDS[name])
+        source = "test" if name == "test_heldout" else name
+        out = self._draw(source, N_EVAL, g, binary=False, held_out=name == "test_heldout")
+        if binary:
+            out["x"] = mnist.binarize_fixed(out["x"])
+        return out
+
+    def _draw(self, source: str, n: int, g: torch.Generator, binary: bool, held_out: bool = False) -> dict:
+        plan = layout(n, g, held_out)
+        x = compose(self.digits[source], plan, g)
+        tokens = captions_of(plan)
+        labels = plan["labels"].clone()
+        labels[plan["kind"] >= TWO_DIGITS, 1] = -1  # one digit: no second label
+        return {
+            "x": binarize(x, g) if binary else x,
+            "caption": tokens,
+            "caption_mask": torch.ones_like(tokens, dtype=torch.bool),
+            "y": labels,
+        }
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return (1, SIZE, SIZE)
+
+
+def load(data_dir: str = "", train_limit: int = 0) -> CaptionedMNIST:
+    base = mnist.load(data_dir)
+    digits = {}
+    for split in ("train", "valid", "test"):
+        x, y = getattr(base, f"{split}_x"), getattr(base, f"{split}_y")
+        if split == "train" and train_limit:
+            x, y = x[:train_limit], y[:train_limit]
+        digits[split] = [x[y == d] for d in range(10)]
+    n = N_TRAIN if not train_limit else min(N_TRAIN, train_limit)
+    return CaptionedMNIST(digits, torch.arange(n), torch.zeros(n, dtype=torch.long))
