@@ -351,3 +351,34 @@ def test_the_2d_gan_samples_as_points(tmp_path):
         torch.from_numpy(points), model.sample(50, generator=torch.Generator().manual_seed(0))
     )
     assert json.loads(json.dumps(runs.results(run_dir)))["metrics"]["modes"] == 8
+
+
+def test_a_run_that_diverges_before_its_first_checkpoint_can_be_started_again(tmp_path, monkeypatch):
+    from genlearn.models.vae import VAE
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(VAE, "train_step", lambda self, batch: {"loss": float("nan")})  # step 1
+    line = assert_user_error(train(run_dir, "epochs=1"), status=1)
+    monkeypatch.undo()
+    assert "nothing was saved" in line
+    assert not any((run_dir / f).exists() for f in runs.RUN_FILES)
+    assert train(run_dir, "epochs=1").returncode == 0  # the same --out, a lower lr
+
+
+def test_resuming_with_results_that_are_not_numbers_prints_its_summary(tmp_path):
+    run_dir = finished(tmp_path / "run")
+    res = runs.results(run_dir)
+    res["metrics"] |= {"class_histogram": [0.1] * 10, "ais_log_z_low": None}
+    runs.write_json(run_dir / runs.RESULTS_FILE, res)
+    proc = train(run_dir, "epochs=1", resume=True)
+    assert proc.returncode == 0, proc.stderr
+    assert runs.results(run_dir)["metrics"]["class_histogram"] == [0.1] * 10
+
+
+def test_metrics_of_other_weights_are_not_filed_with_a_runs_results(tmp_path):
+    run_dir = finished(tmp_path / "run")
+    res = runs.results(run_dir)
+    runs.write_json(run_dir / runs.RESULTS_FILE, res | {"steps": 999})  # as while a resume trains on
+    proc = run_main("eval", run_dir, "--metric", "nll", "--k", "2")
+    assert proc.returncode == 0 and "nll_k2:" in proc.stdout and "step 999" in proc.stderr
+    assert "nll_k2" not in runs.results(run_dir)["metrics"]

@@ -108,7 +108,7 @@ def cmd_train(args) -> int:
         print(f"\ninterrupted; {kept}", file=sys.stderr)
         return 130
     if res:
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items())
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items() if isinstance(v, float))
         print(f"{args.model}: {res['epochs']} epochs, {res['train_time_s']:.0f} s; test {shown}")
         print(f"run directory: {out}  pictures: {', '.join(str(out / f) for f in res.get('figures', []))}")
     return 0

@@ -167,9 +167,19 @@ def results(run_dir: str | Path) -> dict[str, Any]:
 
 def record_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> None:
     """Add evaluated metrics to results.json so `genlearn compare` sees them, holding the run
-    directory meanwhile (a run still training is refused: its results are not final)."""
+    directory meanwhile. Refused (the caller prints the metric anyway) for a run still training,
+    a run that has not finished, and a resumed run whose weights are no longer those its
+    results.json describes: metrics of other weights are never filed with its results."""
     with locked(run_dir):
         current = results(run_dir)
+        step = step_of(Path(run_dir) / MODEL_FILE)
+        if not current:
+            raise UserError(f"{run_dir} has not finished (no {RESULTS_FILE}); finish it with --resume first")
+        if current.get("steps") != step:
+            raise UserError(
+                f"results.json describes step {current.get('steps')} but the weights are of step {step} "
+                "(a resumed run that has not finished); finish it with --resume first"
+            )
         current.setdefault("metrics", {}).update(metrics)
         write_json(Path(run_dir) / RESULTS_FILE, current)
 

@@ -78,7 +78,7 @@ def recover(run_dir: str | Path) -> None:
         if tmp_step is not None and trainer.exists() and load_trainer(run_dir)["step"] == tmp_step:
             os.replace(model_tmp, run_dir / MODEL_FILE)
         else:
-            model_tmp.unlink()
+            model_tmp.unlink(missing_ok=True)
     (run_dir / (TRAINER_FILE + ".tmp")).unlink(missing_ok=True)
 
 

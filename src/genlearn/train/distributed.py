@@ -98,32 +98,37 @@ def sync_buffers(model: GenerativeModel, group: Group) -> None:
             dist.broadcast(buf.data, src=0)
 
 
+def _collective_device() -> torch.device:
+    """Where a collective's tensors must live: the GPU for nccl, the CPU for gloo."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def any_ranks(flags: tuple[bool, ...], group: Group) -> tuple[bool, ...]:
     """Each flag OR-ed over the ranks, in one all-reduce: so that every rank stops, or
     checkpoints, at the same step."""
     if not group.active:
         return flags
-    t = torch.tensor([1.0 if f else 0.0 for f in flags])
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=_collective_device())
     dist.all_reduce(t)
     return tuple(bool(v > 0) for v in t.tolist())
 
 
 def gather(tensor: torch.Tensor, group: Group) -> list[torch.Tensor]:
-    """Every rank's copy of `tensor` (same shape on every rank), in rank order, on every rank."""
+    """Every rank's copy of `tensor` (same shape on every rank), in rank order, on every rank,
+    returned on the tensor's own device (an RNG state on the CPU even under nccl)."""
     if not group.active:
         return [tensor.detach().clone()]
-    out = [torch.empty_like(tensor) for _ in range(group.world)]
-    dist.all_gather(out, tensor.detach().contiguous())
-    return out
+    moved = tensor.detach().to(_collective_device()).contiguous()
+    out = [torch.empty_like(moved) for _ in range(group.world)]
+    dist.all_gather(out, moved)
+    return [t.to(tensor.device) for t in out]
 
 
 def any_rank(flag: bool, group: Group) -> bool:
     """True when `flag` is set on any rank (so all ranks stop together)."""
-    if not group.active:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0])
-    dist.all_reduce(t)
-    return bool(t.item() > 0)
+    return any_ranks((flag,), group)[0]
 
 
 def barrier(group: Group) -> None:

@@ -186,7 +186,9 @@ def _start(run: _Run, resume: bool) -> tuple[_Counters, dict[str, Any], dict[str
 def _resume(run: _Run, counters: _Counters) -> dict[str, Any]:
     """Load weights, optimiser states, counters and RNG states from the run's checkpoint. The lr
     comes from the (possibly --set) config, not the checkpoint."""
-    checkpoint.recover(run.run_dir)
+    if run.main:  # finish a checkpoint a crash interrupted; the other ranks wait for it
+        checkpoint.recover(run.run_dir)
+    distributed.barrier(run.group)
     state = checkpoint.load_trainer(run.run_dir)
     runs.load_weights(run.run_dir, run.model)
     saved = state["optimizers"]
@@ -222,6 +224,9 @@ def _resume_rank(run: _Run, state: dict[str, Any]) -> None:
         torch.manual_seed(run.config.seed * 1009 + rank + 1 + state["step"])
         return
     torch.set_rng_state(rngs[rank])
+    cuda_rngs = state.get("rank_cuda_rngs") or []
+    if run.device.type == "cuda" and len(cuda_rngs) == world:
+        torch.cuda.set_rng_state(cuda_rngs[rank], run.device)
     buffers = dict(run.model.named_buffers())
     with torch.no_grad():
         for name, copies in state.get("rank_buffers", {}).items():
@@ -332,6 +337,8 @@ class _Checkpoints:
         run = self.run
         model = run.model
         rank_rngs = distributed.gather(torch.get_rng_state(), run.group)
+        on_gpu = run.device.type == "cuda"
+        rank_cuda = distributed.gather(torch.cuda.get_rng_state(run.device), run.group) if on_gpu else []
         local = {
             name: distributed.gather(buf, run.group)
             for name, buf in model.named_buffers()
@@ -340,11 +347,7 @@ class _Checkpoints:
         if not run.main:
             return None
         weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        cuda = (
-            torch.cuda.get_rng_state(run.device)
-            if run.device.type == "cuda"
-            else torch.empty(0, dtype=torch.uint8)
-        )
+        cuda = rank_cuda[0] if on_gpu else torch.empty(0, dtype=torch.uint8)
         state = {
             "log_window": log.window(),
             "step": counters.step,
@@ -358,6 +361,7 @@ class _Checkpoints:
         }
         if run.group.active:
             state["rank_rngs"] = rank_rngs
+            state["rank_cuda_rngs"] = rank_cuda
             state["rank_buffers"] = {name: [t.cpu() for t in copies] for name, copies in local.items()}
         return weights, copy.deepcopy(state)
 
@@ -404,7 +408,14 @@ def fit(
         if not resume:
             ckpt.hold(counters, log)
         model.train()
-        out_of_time = _train(run, counters, log, ckpt, stop)
+        try:
+            out_of_time = _train(run, counters, log, ckpt, stop)
+        except TrainingError:
+            if run.main and not (run.run_dir / runs.TRAINER_FILE).exists():
+                # diverged before its first checkpoint: leave nothing a fresh run would refuse
+                for name in (runs.CONFIG_FILE, runs.METRICS_FILE):
+                    (run.run_dir / name).unlink(missing_ok=True)
+            raise
         ckpt.save_now(counters, log)
         results = _finish(run, counters, log, out_of_time, previous, stop) if run.main else {}
         log.close()
@@ -473,9 +484,11 @@ def _step(run: _Run, counters: _Counters, log: _Log, ckpt: _Checkpoints, bar, or
     if bad:
         bar.close()
         log.close()
+        kept = (run.run_dir / runs.TRAINER_FILE).exists()
+        where = f"the last good checkpoint in {run.run_dir} is kept" if kept else "nothing was saved"
         raise TrainingError(
             f"{bad[0]} became {stats[bad[0]]} at step {counters.step + 1} (epoch {counters.epoch + 1}); "
-            f"the last good checkpoint in {run.run_dir} is kept; try a lower lr"
+            f"{where}; try a lower lr"
         )
     ckpt.confirm()  # its weights just gave a finite loss
     counters.step += 1
