@@ -203,7 +203,9 @@ def test_sample_and_eval_read_runs_without_the_training_code():
     import sys
 
     code = (
-        "import sys, genlearn.runs, genlearn.eval.metrics, genlearn.viz.figures\n"
+        "import sys, genlearn.runs, genlearn.viz.figures\n"
+        "import genlearn.eval.metrics, genlearn.eval.classifier, genlearn.eval.sample_metrics\n"
+        "import genlearn.eval.probe, genlearn.eval.ais, genlearn.eval.likelihood, genlearn.eval.parzen\n"
         "bad = [m for m in sys.modules if m.startswith('genlearn.train')]\n"
         "assert not bad, bad\n"
     )

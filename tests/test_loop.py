@@ -302,7 +302,7 @@ def test_the_checkpoint_kept_after_a_divergence_gives_a_finite_loss(tmp_path, sm
     with pytest.raises(TrainingError):
         fit(tmp_path, small, lr=1e30, epochs=1, checkpoint_every=0, eval_every=0)
     model = VAE(make_config())
-    step = checkpoint.load_weights(tmp_path, model)
+    step = runs.load_weights(tmp_path, model)
     assert step >= 0  # with lr=1e30 only the initial weights (step 0) ever gave a finite loss
     x = mnist.binarize(small.train_x[:100], torch.Generator().manual_seed(0)).flatten(1)
     with torch.no_grad():
@@ -335,7 +335,7 @@ def test_save_writes_a_consistent_pair_and_no_temporaries(tmp_path):
     assert step_of(tmp_path / "model.safetensors") == 3
     assert checkpoint.load_trainer(tmp_path) == fake_state(3, note="x")
     other = _tiny_model(seed=1)
-    assert checkpoint.load_weights(tmp_path, other) == 3
+    assert runs.load_weights(tmp_path, other) == 3
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
     assert leftovers(tmp_path) == []
 
@@ -367,7 +367,7 @@ def test_crash_between_the_two_renames_is_repaired_by_recover(tmp_path, monkeypa
     checkpoint.recover(tmp_path)
     assert step_of(tmp_path / "model.safetensors") == 2
     loaded = _tiny_model(seed=5)
-    checkpoint.load_weights(tmp_path, loaded)
+    runs.load_weights(tmp_path, loaded)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
     assert leftovers(tmp_path) == []
 
@@ -517,10 +517,9 @@ def test_train_into_an_existing_run_without_resume_refuses(tmp_path, finished_ru
 
 
 def test_json_files_are_standard_json_with_null_for_non_finite_numbers(tmp_path):
-    from genlearn.train import checkpoint
 
     obj = {"low": float("-inf"), "high": float("inf"), "nan": float("nan"), "x": [1.5, float("inf")], "n": 3}
-    checkpoint.write_json(tmp_path / "r.json", obj)
+    runs.write_json(tmp_path / "r.json", obj)
 
     def refuse(constant):
         raise ValueError(f"non-standard JSON constant {constant}")

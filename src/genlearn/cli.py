@@ -129,15 +129,16 @@ def parse_labels(text: str) -> list[int]:
     return labels
 
 
-def _sample_conditions(model, args) -> tuple[int, dict]:
-    """How many samples and with which conditions `genlearn sample` asks for."""
+def _sample_conditions(model, args) -> tuple[int, dict, int]:
+    """How many samples, with which conditions, and how many of each label (one grid row each)
+    `genlearn sample` asks for."""
     import torch
 
     if args.labels is None:
         n = 64 if args.n is None else args.n
         if n < 1:
             raise UserError(f"--n must be at least 1, got {n}")
-        return n, {}
+        return n, {}, 1
     if "labels" not in model.conditions:
         takes = ", ".join(model.conditions) or "no condition"
         raise UserError(f"model {model.name!r} takes no labels (it takes {takes}); leave out --labels")
@@ -145,36 +146,25 @@ def _sample_conditions(model, args) -> tuple[int, dict]:
     n = len(labels) if args.n is None else args.n
     if n < 1 or n % len(labels):
         raise UserError(f"--n {n} is not a positive multiple of the {len(labels)} labels given")
-    return n, {"labels": torch.tensor(labels).repeat_interleave(n // len(labels))}
+    per_label = n // len(labels)
+    return n, {"labels": torch.tensor(labels).repeat_interleave(per_label)}, per_label
 
 
-SAMPLE_CHUNK = 1000  # samples drawn per call of model.sample by `genlearn sample`
 MAX_GRID = 10_000  # images in one .png grid
 
 
-def _draw(model, n: int, generator, condition: dict):
-    """n samples in chunks of SAMPLE_CHUNK (one call when n fits in one), into one float32 array
-    whose size is checked against the memory available before anything is drawn."""
+def _check_memory(model, n: int) -> None:
+    """Refuse, before anything is drawn, n samples that would not fit in half the free memory."""
+    import math
     import os
 
-    import numpy as np
-    import torch
-
-    shape = (2,) if model.image_shape is None else tuple(model.image_shape)
-    need = n * int(np.prod(shape)) * 4
+    need = n * math.prod(model.image_shape or (2,)) * 4  # float32
     free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if need > free // 2:
         raise UserError(
             f"--n {n} needs {need / 2**30:.1f} GiB for the samples but {free / 2**30:.1f} GiB of memory "
             "is free; ask for fewer (or several files with different --seed)"
         )
-    out = np.empty((n, *shape), dtype=np.float32)
-    for start in range(0, n, SAMPLE_CHUNK):
-        stop = min(n, start + SAMPLE_CHUNK)
-        part = {k: v[start:stop] for k, v in condition.items()}
-        with torch.no_grad():
-            out[start:stop] = model.sample(stop - start, generator=generator, **part).float().cpu().numpy()
-    return out
 
 
 def cmd_sample(args) -> int:
@@ -190,7 +180,7 @@ def cmd_sample(args) -> int:
     if not out.parent.is_dir():
         raise UserError(f"directory {str(out.parent)!r} does not exist")
     model = runs.load_model(args.run)
-    n, condition = _sample_conditions(model, args)
+    n, condition, per_label = _sample_conditions(model, args)
     generator = torch.Generator().manual_seed(args.seed)
     if out.suffix == ".gif":
         model.require("sample_canvases", "a .gif of the drawing")
@@ -203,17 +193,17 @@ def cmd_sample(args) -> int:
         return 0
     if out.suffix == ".png" and n > MAX_GRID:
         raise UserError(f"--n {n} is too many for one picture (at most {MAX_GRID}); use .npz")
-    samples = _draw(model, n, generator, condition)
+    _check_memory(model, n)
+    samples = model.sample_in_chunks(n, generator=generator, **condition)
     try:
         if out.suffix == ".npz":  # images in [0, 1]; 2-D points as they are
-            np.savez_compressed(out, **{"images" if model.image_shape else "points": samples})
+            np.savez_compressed(out, **{"images" if model.image_shape else "points": samples.numpy()})
         elif model.image_shape is None:
             from genlearn.viz.figures import scatter
 
-            scatter(torch.from_numpy(samples), None, out)
+            scatter(samples, None, out)
         else:
-            per_label = n // len(parse_labels(args.labels)) if args.labels else 1  # one row per label
-            save_grid(torch.from_numpy(samples).clamp(0, 1), out, nrow=per_label if per_label > 1 else None)
+            save_grid(samples.clamp(0, 1), out, nrow=per_label if per_label > 1 else None)
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"wrote {n} samples to {out}")

@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from genlearn.data import mnist
 from genlearn.errors import UserError
-from genlearn.train.checkpoint import atomic_write, write_json
+from genlearn.runs import atomic_write, write_json
 
 ARCH_VERSION = 1
 FEATURE_DIM = 256

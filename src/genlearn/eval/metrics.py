@@ -86,12 +86,7 @@ def _samples(model, n: int, seed: int, **condition: Any) -> torch.Tensor:
     model draws its conditions from the held-out distribution unless they are given."""
     torch.manual_seed(seed)
     model.eval()
-    chunks = []
-    with torch.no_grad():
-        for i in range(0, n, 1000):
-            part = {k: v[i : i + 1000] for k, v in condition.items()}
-            chunks.append(model.sample(min(1000, n - i), **part).float().cpu())
-    return torch.cat(chunks)
+    return model.sample_in_chunks(n, **condition)
 
 
 def parzen(model, split, data, opts: Options) -> dict[str, Any]:

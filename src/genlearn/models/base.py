@@ -89,6 +89,19 @@ class GenerativeModel(nn.Module):
     def evaluate(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def sample_in_chunks(
+        self, n: int, generator: torch.Generator | None = None, chunk: int = 1000, **condition: Any
+    ) -> torch.Tensor:
+        """`sample(n, generator, **condition)` drawn `chunk` at a time (the conditions split
+        alike) and gathered on the CPU as float32: a large n never asks the model for one huge
+        allocation. With n <= chunk it is one call of `sample`."""
+        parts = []
+        for start in range(0, n, chunk):
+            part = {k: v[start : start + chunk] for k, v in condition.items()}
+            parts.append(self.sample(min(chunk, n - start), generator=generator, **part).float().cpu())
+        return torch.cat(parts)
+
     # ---- hooks ----------------------------------------------------------------------------------
     def prepare(self, data: Any, batch_size: int) -> None:
         """Data-dependent initialisation, called before the first step (a resume loads over it)."""

@@ -18,20 +18,7 @@ import safetensors.torch
 import torch
 
 from genlearn.errors import UserError
-from genlearn.runs import (  # noqa: F401 (the run-directory format, re-exported for the loop)
-    CONFIG_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    RESULTS_FILE,
-    TRAINER_FILE,
-    atomic_write,
-    dumps,
-    load_weights,
-    read_json,
-    step_of,
-    write_json,
-    write_synced,
-)
+from genlearn.runs import MODEL_FILE, TRAINER_FILE, step_of, write_synced
 
 TRAINER_KEYS = ("step", "epoch", "batch", "elapsed", "optimizers", "data_rng", "torch_rng", "cuda_rng")
 

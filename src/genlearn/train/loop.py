@@ -462,7 +462,7 @@ def _train(run: _Run, counters: _Counters, log: _Log, ckpt: _Checkpoints, stop: 
         counters.batch = 0
         if config.eval_every and counters.epoch % config.eval_every == 0 and counters.epoch < config.epochs:
             _validate(run, counters, log)
-        if distributed.any_ranks((ckpt.due(),), run.group)[0]:
+        if distributed.any_rank(ckpt.due(), run.group):
             ckpt.hold(counters, log)
     return False
 
@@ -481,8 +481,7 @@ def _step(run: _Run, counters: _Counters, log: _Log, ckpt: _Checkpoints, bar, or
     stats = model.train_step(batch)
     distributed.sync_buffers(model, run.group)
     bad = [k for k, v in stats.items() if not math.isfinite(v)]
-    if bad:
-        bar.close()
+    if bad:  # (the bar is closed by `_train`)
         log.close()
         kept = (run.run_dir / runs.TRAINER_FILE).exists()
         where = f"the last good checkpoint in {run.run_dir} is kept" if kept else "nothing was saved"
