@@ -185,18 +185,11 @@ class DRAW(GenerativeModel):
         still ~208 (the mean image) after 400 steps.
         """
         c = self.config
-        L = max(self.A, self.B)
-        first = self.sizes[0] + c.write_n**2  # the write's 5 parameters, then the read's 5
+        end = self.sizes[0] + self.sizes[1]
         with torch.no_grad():
-            self.dec_out.bias[self.sizes[0] : first] = 0.0  # the patch w_t: no drift of the canvas
-            for start, N, write in ((first, c.write_n, True), (first + N_ATTENTION_PARAMS, c.read_n, False)):
-                sigma2 = ((L - 1) / max(N - 1, 1) / 2) ** 2
-                # the write's 1/gamma^ = 2 pi sigma^2: a patch value spreads over about 2 pi sigma^2
-                # pixels, so a unit patch value then raises the canvas by about 1 under its filter
-                log_gamma = -math.log(2 * math.pi * sigma2) if write else 0.0
-                self.dec_out.bias[start : start + N_ATTENTION_PARAMS] = torch.tensor(
-                    [0.0, 0.0, math.log(sigma2), 0.0, log_gamma]
-                )
+            self.dec_out.bias[self.sizes[0] : end] = attention.initial_bias(
+                c.write_n, c.read_n, self.A, self.B
+            )
 
     def _init_gates(self, E: int, D: int) -> None:
         """PyTorch's LSTM initialisation, U(-1/sqrt(H), 1/sqrt(H)), for every gate weight."""

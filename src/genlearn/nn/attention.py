@@ -47,6 +47,8 @@ the two equal, gradients included.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 MIN_SIGMA2 = 1e-12
@@ -134,6 +136,22 @@ def window(params: torch.Tensor, A: int, B: int, N: int) -> torch.Tensor:
     g_x, g_y, _, delta, _ = attention_params(params, A, B, N)
     half = N / 2 * delta
     return torch.cat([g_x - half, g_y - half, g_x + half, g_y + half], dim=1)
+
+
+def initial_bias(N_w: int, N_r: int, A: int, B: int) -> torch.Tensor:
+    """Biases (N_w^2 + 10,) of the linear layer that emits [write patch | write's 5 | read's 5]:
+    both grids centred and spanning the image (g~ = 0, delta~ = 1) with neighbouring filters
+    overlapping (sigma = delta / 2), the patch at 0 (the T writes do not drift the canvas) and
+    the write's 1/gamma^ = 2 pi sigma^2, so that a unit patch value raises the canvas by about 1
+    under its filter (a patch value spreads over about 2 pi sigma^2 pixels). Why this start and
+    not the random one: `genlearn.models.draw.DRAW._init_attention`."""
+    L = max(A, B)
+    bias = torch.zeros(N_w * N_w + 2 * 5)
+    for start, N, is_write in ((N_w * N_w, N_w, True), (N_w * N_w + 5, N_r, False)):
+        sigma2 = ((L - 1) / max(N - 1, 1) / 2) ** 2
+        log_gamma = -math.log(2 * math.pi * sigma2) if is_write else 0.0
+        bias[start : start + 5] = torch.tensor([0.0, 0.0, math.log(sigma2), 0.0, log_gamma])
+    return bias
 
 
 def _gamma(gamma: torch.Tensor | float) -> torch.Tensor | float:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import torch
 
-OPTIMIZERS = ("adam", "adagrad", "sgd")
+OPTIMIZERS = ("adam", "adagrad", "sgd", "rmsprop")
 
 
 def make_optimizer(
@@ -16,11 +16,14 @@ def make_optimizer(
     weight_decay: float = 0.0,
     momentum: float = 0.9,
 ) -> torch.optim.Optimizer:
-    """Adam, Adagrad or SGD with momentum; `weight_decay` is an L2 penalty on every parameter."""
+    """Adam, Adagrad, SGD with momentum, or RMSProp (squared-gradient average decaying by 0.9, as
+    alignDRAW's code trains); `weight_decay` is an L2 penalty on every parameter."""
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
