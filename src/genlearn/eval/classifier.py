@@ -28,8 +28,8 @@ file, the architecture version, the accuracies and the training recipe. ``load_c
 the cache when its checksum, architecture version and recipe match, and otherwise trains afresh
 and rewrites both files atomically (weights first, then the JSON that vouches for them; a reader
 that sees the new weights with the old JSON finds a checksum mismatch and retrains, never uses
-unverified weights). Loaded models are kept in a module-level dict, so repeated calls in one
-process cost nothing.
+unverified weights); `WeightsCache` does this, and the conformity checker's cache too. Loaded
+models are kept in a module-level dict, so repeated calls in one process cost nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -229,16 +230,63 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save_classifier(model: MNISTClassifier, info: dict[str, Any], directory: str | Path) -> Path:
-    """Write the weights, then the JSON holding their sha256, each atomically; returns the JSON path."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    blob = safetensors.torch.save(tensors, metadata={"arch_version": str(ARCH_VERSION)})
-    atomic_write(directory / WEIGHTS_FILE, blob)
-    record = {"weights_file": WEIGHTS_FILE, "sha256": _sha256(blob), **info}
-    write_json(directory / INFO_FILE, record)
-    return directory / INFO_FILE
+@dataclasses.dataclass(frozen=True)
+class WeightsCache:
+    """A cached trained network: `weights_file` (safetensors, no pickle, so loading never executes
+    code) and `info_file` beside it, the JSON that vouches for the weights with their sha256, the
+    architecture version and the training recipe (under "training"). Shared by the networks the
+    metrics train for themselves (this classifier, the conformity checker)."""
+
+    directory: Path
+    weights_file: str
+    info_file: str
+    arch_version: int
+
+    def save(self, model: nn.Module, info: dict[str, Any]) -> Path:
+        """Write the weights, then the JSON holding their sha256, each atomically (a reader that
+        sees new weights with the old JSON finds a checksum mismatch, never unverified weights);
+        returns the JSON path."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        blob = safetensors.torch.save(tensors, metadata={"arch_version": str(self.arch_version)})
+        atomic_write(self.directory / self.weights_file, blob)
+        record = {"weights_file": self.weights_file, "sha256": _sha256(blob), **info}
+        write_json(self.directory / self.info_file, record)
+        return self.directory / self.info_file
+
+    def read_info(self) -> dict[str, Any] | None:
+        """The JSON record (None when missing or corrupt); trust it only after `load` succeeded."""
+        return _read_info(self.directory / self.info_file)
+
+    def load(self, make: Callable[[], nn.Module], recipe: dict[str, Any]) -> tuple[nn.Module | None, str]:
+        """The cached network (built by `make`, weights loaded, eval mode) if its checksum,
+        architecture version and recipe all match; else None and why it cannot be used ('' when
+        there is simply no cache)."""
+        weights, info_path = self.directory / self.weights_file, self.directory / self.info_file
+        if not weights.exists() and not info_path.exists():
+            return None, ""
+        info = _read_info(info_path)
+        if info is None:
+            return None, f"{info_path} is missing or corrupt"
+        try:
+            blob = weights.read_bytes()
+        except OSError as exc:
+            return None, f"{weights} cannot be read ({exc.strerror or exc})"
+        if info.get("sha256") != _sha256(blob):
+            return None, f"{weights} does not match the sha256 in {info_path.name}"
+        version = info.get("arch_version")
+        if version != self.arch_version:
+            return None, f"{weights} is architecture version {version}, not {self.arch_version}"
+        trained = info.get("training", {})
+        if not isinstance(trained, dict) or any(trained.get(k) != v for k, v in recipe.items()):
+            return None, f"{weights} was trained with other settings than {recipe}"
+        model = make()
+        try:
+            model.load_state_dict(safetensors.torch.load(blob), strict=True)
+        except (SafetensorError, RuntimeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return None, f"{weights} cannot be loaded: {first}"
+        return model.eval(), ""
 
 
 def _read_info(path: Path) -> dict[str, Any] | None:
@@ -249,32 +297,18 @@ def _read_info(path: Path) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
+def _cache(directory: str | Path) -> WeightsCache:
+    return WeightsCache(Path(directory), WEIGHTS_FILE, INFO_FILE, ARCH_VERSION)
+
+
+def save_classifier(model: MNISTClassifier, info: dict[str, Any], directory: str | Path) -> Path:
+    """Write the weights, then the JSON holding their sha256, each atomically; returns the JSON path."""
+    return _cache(directory).save(model, info)
+
+
 def _load_cached(directory: Path, spec: TrainSpec) -> tuple[MNISTClassifier | None, str]:
     """The cached model, or None and why it cannot be used ('' when there is simply no cache)."""
-    weights, info_path = directory / WEIGHTS_FILE, directory / INFO_FILE
-    if not weights.exists() and not info_path.exists():
-        return None, ""
-    info = _read_info(info_path)
-    if info is None:
-        return None, f"{info_path} is missing or corrupt"
-    try:
-        blob = weights.read_bytes()
-    except OSError as exc:
-        return None, f"{weights} cannot be read ({exc.strerror or exc})"
-    if info.get("sha256") != _sha256(blob):
-        return None, f"{weights} does not match the sha256 in {info_path.name}"
-    if info.get("arch_version") != ARCH_VERSION:
-        return None, f"{weights} is architecture version {info.get('arch_version')}, not {ARCH_VERSION}"
-    trained = info.get("training", {})
-    if any(trained.get(k) != v for k, v in dataclasses.asdict(spec).items()):
-        return None, f"{weights} was trained with other settings than {spec}"
-    model = MNISTClassifier()
-    try:
-        model.load_state_dict(safetensors.torch.load(blob), strict=True)
-    except (SafetensorError, RuntimeError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return None, f"{weights} cannot be loaded: {first}"
-    return model.eval(), ""
+    return _cache(directory).load(MNISTClassifier, dataclasses.asdict(spec))
 
 
 _LOADED: dict[tuple[str, str, TrainSpec], MNISTClassifier] = {}
