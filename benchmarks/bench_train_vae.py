@@ -44,25 +44,19 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import fcntl
 import json
 import os
-import pty
 import re
 import shutil
 import statistics
-import struct
-import subprocess
 import sys
 import tempfile
-import termios
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import header, machine  # noqa: E402
+from common import genlearn_command, header, machine, run_timed  # noqa: E402
 
 BATCH = 100
 
@@ -194,42 +188,6 @@ FINAL_LOSS = {
 }
 
 
-def run_timed(
-    cmd: list[str], env: dict[str, str], output: str
-) -> tuple[float, list[tuple[float, bytes]], int]:
-    """Wall seconds from just before the child starts to its exit, with its output as
-    (seconds since start, bytes) chunks, and its exit status."""
-    if output == "pty":
-        master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
-        os.close(slave)
-        fd = master
-    else:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        fd = proc.stdout.fileno()
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except OSError:  # EIO: every holder of the pty's other end has exited
-            break
-        if not chunk:
-            break
-        chunks.append((time.perf_counter() - t0, chunk))
-    rc = proc.wait()
-    wall = time.perf_counter() - t0
-    if output == "pty":
-        os.close(master)
-    else:
-        proc.stdout.close()
-    return wall, chunks, rc
-
-
 def phases(side: str, wall: float, chunks: list[tuple[float, bytes]], epochs: int) -> dict[str, float]:
     """Start-up (to epoch 1's first output), each whole epoch but the last (training and its
     held-out pass), and the last epoch with everything after it (to exit), from the output stamps."""
@@ -259,11 +217,6 @@ def final_loss(side: str, chunks: list[tuple[float, bytes]]) -> float | None:
         return None
     value = float(found[-1])
     return -value if side == "genlearn" else value
-
-
-def genlearn_command() -> str:
-    beside = Path(sys.executable).parent / "genlearn"
-    return str(beside) if beside.exists() else (shutil.which("genlearn") or "genlearn")
 
 
 def main() -> None:

@@ -34,6 +34,16 @@ SMALL = {
     "gan-points": {"dataset": "ring8", "g_hidden": 16, "d_units": 8, "z_dim": 4},
     "dcgan": {"g_channels": 8, "d_channels": 8},
     "cgan": {"g_channels": 8, "d_channels": 8},
+    "aligndraw": {
+        "T": 3,
+        "enc_size": 16,
+        "dec_size": 16,
+        "z_size": 4,
+        "read_n": 3,
+        "write_n": 3,
+        "lang_size": 8,
+        "align_size": 8,
+    },
     "rbm": {"n_hidden": 16, "method": "pcd"},
     "dbn": {"hidden": "16,8", "epochs": 2},
     "dbm": {"n_hidden1": 12, "n_hidden2": 8, "pretrain_epochs": 1, "epochs": 3},
@@ -49,6 +59,7 @@ METRIC_NEEDS: dict[str, tuple[str, ...] | None] = {
     "fid": None,
     "coverage": None,
     "label_agreement": ("labels",),
+    "conformity": ("captions",),
     "ais": ("log_likelihood_bound", "free_energy"),
 }
 
@@ -66,7 +77,7 @@ def _train(case: str, name: str, root: Path) -> tuple[GenerativeModel, Path]:
 
 
 def _has(model: GenerativeModel, need: str) -> bool:
-    return need in model.conditions if need == "labels" else model.can(need)
+    return need in model.conditions if need in ("labels", "captions") else model.can(need)
 
 
 @needs_mnist
@@ -104,15 +115,21 @@ def test_model_keeps_the_contract(case, name, tmp_path):
     _check_refusals(model, run_dir)
 
 
-def _held_out(model: GenerativeModel, n: int = 20) -> torch.Tensor:
+def _held_out(model: GenerativeModel, n: int = 20) -> tuple[torch.Tensor, dict]:
+    """n test images and the conditions they come with, as the model takes them."""
     from genlearn import data as datasets
+    from genlearn.data import captions
 
     data = datasets.load(model.config, train=False)
-    return data.split("test", binary=model.data_kind == "binary")["x"][:n]
+    split = data.split("test", binary=model.data_kind == "binary")
+    condition = {}
+    if "captions" in model.conditions:
+        condition["captions"] = [captions.decode(t) for t in split["caption"][:n]]
+    return split["x"][:n], condition
 
 
 def _check_capabilities(model: GenerativeModel) -> None:
-    x = _held_out(model)
+    x, condition = _held_out(model)
     flat = x.flatten(1)
     with torch.no_grad():
         if model.can("encode"):
@@ -127,7 +144,7 @@ def _check_capabilities(model: GenerativeModel) -> None:
             out = metrics.compute("elbo", model, {"x": x}, None, metrics.Options())
             assert math.isfinite(out["elbo"])
         if model.can("nll_bound"):
-            b = model.nll_bound(flat)
+            b = model.nll_bound(flat, **condition)
             assert b.shape == (len(x),) and bool(torch.isfinite(b).all())
         if model.can("free_energy"):
             e = model.free_energy(flat)
@@ -144,6 +161,10 @@ def _check_capabilities(model: GenerativeModel) -> None:
         if model.can("sample_canvases"):
             frames, _ = model.sample_canvases(2, generator=torch.Generator().manual_seed(0))
             assert frames.shape[1:] == (2, *model.image_shape)
+        if model.can("sample_alignments"):
+            frames, windows, alphas, shown = model.sample_alignments(2, torch.Generator().manual_seed(0))
+            assert frames.shape[1:] == (2, *model.image_shape) and windows.shape[:2] == frames.shape[:2]
+            assert len(shown) == 2 and torch.allclose(alphas.sum(-1), torch.ones(len(frames), 2))
 
 
 def _check_conditions(model: GenerativeModel) -> None:
@@ -154,8 +175,17 @@ def _check_conditions(model: GenerativeModel) -> None:
         labels = torch.tensor([0, 1, 2, 3, 9])
         assert model.sample(5, labels=labels).shape[0] == 5
         assert tuple(defaults["labels"].shape) == (5,)
-    with pytest.raises(Exception, match="takes no"):
-        model.sample(2, captions=["the digit 3"])
+    if "captions" in model.conditions:
+        assert len(defaults["captions"]) == 5
+        assert (
+            model.sample(2, captions=["the digit 3 is on the left of the digit 8 .", "the digit 1"]).shape[0]
+            == 2
+        )
+        with pytest.raises(Exception, match="takes no"):
+            model.sample(2, labels=torch.tensor([1, 2]))
+    else:
+        with pytest.raises(Exception, match="takes no"):
+            model.sample(2, captions=["the digit 3"])
 
 
 def _check_refusals(model: GenerativeModel, run_dir: Path) -> None:
@@ -172,6 +202,9 @@ def _check_refusals(model: GenerativeModel, run_dir: Path) -> None:
         assert_user_error(
             run_main("sample", run_dir, "--out", run_dir / "x.png", "--labels", "3"), contains="labels"
         )
+    if "captions" not in model.conditions:
+        proc = run_main("sample", run_dir, "--out", run_dir / "x.png", "--caption", "the digit 3")
+        assert_user_error(proc, contains="captions")
 
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "genlearn"

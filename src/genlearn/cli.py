@@ -15,7 +15,7 @@ from typing import Any
 from genlearn.errors import Interrupted, TrainingError, UserError
 
 # `genlearn.eval.metrics.METRICS`'s names, written out so that `--help` does not import torch
-METRIC_NAMES = ("elbo", "nll", "probe", "parzen", "fid", "coverage", "label_agreement", "ais")
+METRIC_NAMES = ("elbo", "nll", "probe", "parzen", "fid", "coverage", "label_agreement", "conformity", "ais")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,13 +40,26 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run")
-    s.add_argument("--n", type=int, help="how many (default 64; with --labels, one per label)")
-    s.add_argument("--out", required=True, help=".png (grid), .npz (key 'images'), .gif (DRAW's canvas)")
-    s.add_argument("--seed", type=int, default=0)
     s.add_argument(
+        "--n",
+        type=int,
+        help="how many (default 64; with --labels one per label; with captions 8 per caption, or 4 for a .gif)",
+    )
+    s.add_argument(
+        "--out",
+        required=True,
+        help=".png (grid), .npz (key 'images'), .gif (DRAW's canvas; alignDRAW's with the words' alignment)",
+    )
+    s.add_argument("--seed", type=int, default=0)
+    given = s.add_mutually_exclusive_group()
+    given.add_argument(
         "--labels",
         help="digits to draw, e.g. 3,3,7 or 0-9 (models that take labels); --n N repeats each N/len times",
     )
+    given.add_argument(
+        "--caption", help="a caption to draw (models that take captions), e.g. 'the digit 7 ...'"
+    )
+    given.add_argument("--captions", metavar="FILE", help="captions to draw, one a line: a grid row each")
 
     e = sub.add_parser("eval", help="evaluate a trained run on held-out data")
     e.add_argument("run")
@@ -129,25 +142,60 @@ def parse_labels(text: str) -> list[int]:
     return labels
 
 
+def _read_captions(args) -> list[str]:
+    """--caption TEXT, or the non-empty lines of --captions FILE."""
+    if args.caption is not None:
+        return [args.caption]
+    path = Path(args.captions)
+    try:
+        lines = [ln.strip() for ln in path.read_text().splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(
+            f"cannot read captions from {str(path)!r}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    captions = [ln for ln in lines if ln]
+    if not captions:
+        raise UserError(f"{str(path)!r} has no captions; write one caption a line")
+    return captions
+
+
+def _repeat_each(items: list, n: int | None, default_each: int, what: str) -> tuple[int, int]:
+    """(n, how many of each item) for n samples spread evenly over `items` (one grid row each)."""
+    n = len(items) * default_each if n is None else n
+    if n < 1 or n % len(items):
+        raise UserError(f"--n {n} is not a positive multiple of the {len(items)} {what} given")
+    return n, n // len(items)
+
+
 def _sample_conditions(model, args) -> tuple[int, dict, int]:
-    """How many samples, with which conditions, and how many of each label (one grid row each)
-    `genlearn sample` asks for."""
+    """How many samples, with which conditions, and how many of each condition (one grid row
+    each) `genlearn sample` asks for."""
     import torch
 
-    if args.labels is None:
-        n = 64 if args.n is None else args.n
+    gif = Path(args.out).suffix == ".gif"
+    asked = (
+        "labels"
+        if args.labels is not None
+        else "captions"
+        if (args.caption, args.captions) != (None, None)
+        else None
+    )
+    if asked is None:
+        n = (4 if gif and model.conditions else 64) if args.n is None else args.n
         if n < 1:
             raise UserError(f"--n must be at least 1, got {n}")
         return n, {}, 1
-    if "labels" not in model.conditions:
+    if asked not in model.conditions:
         takes = ", ".join(model.conditions) or "no condition"
-        raise UserError(f"model {model.name!r} takes no labels (it takes {takes}); leave out --labels")
-    labels = parse_labels(args.labels)
-    n = len(labels) if args.n is None else args.n
-    if n < 1 or n % len(labels):
-        raise UserError(f"--n {n} is not a positive multiple of the {len(labels)} labels given")
-    per_label = n // len(labels)
-    return n, {"labels": torch.tensor(labels).repeat_interleave(per_label)}, per_label
+        flag = "--labels" if asked == "labels" else "--caption/--captions"
+        raise UserError(f"model {model.name!r} takes no {asked} (it takes {takes}); leave out {flag}")
+    if asked == "labels":
+        labels = parse_labels(args.labels)
+        n, each = _repeat_each(labels, args.n, 1, "labels")
+        return n, {"labels": torch.tensor(labels).repeat_interleave(each)}, each
+    captions = _read_captions(args)
+    n, each = _repeat_each(captions, args.n, 1 if gif else 8, "captions")
+    return n, {"captions": [c for c in captions for _ in range(each)]}, each
 
 
 MAX_GRID = 10_000  # images in one .png grid
@@ -182,6 +230,16 @@ def cmd_sample(args) -> int:
     model = runs.load_model(args.run)
     n, condition, per_label = _sample_conditions(model, args)
     generator = torch.Generator().manual_seed(args.seed)
+    if out.suffix == ".gif" and model.can("sample_alignments"):
+        from genlearn.viz.alignment import save_alignment_gif, save_alignment_matrix
+
+        canvases, windows, alphas, captions = model.sample_alignments(n, generator=generator, **condition)
+        save_alignment_gif(canvases, windows, alphas, captions, out)
+        shown = min(n, 8)
+        matrix = save_alignment_matrix(alphas[:, :shown], captions[:shown], out.with_suffix(".png"))
+        print(f"wrote the canvas and the words' alignment of {n} samples over {len(canvases)} steps to {out}")
+        print(f"wrote the alignment matrix (steps x words) of {shown} of them to {matrix}")
+        return 0
     if out.suffix == ".gif":
         model.require("sample_canvases", "a .gif of the drawing")
         from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip

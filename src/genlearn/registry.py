@@ -105,6 +105,12 @@ register(
     dataset="mnist-2digit", height=60, width=60,
 )  # fmt: skip
 register(
+    "aligndraw",
+    "genlearn.models.aligndraw",
+    "AlignDRAW",
+    "alignDRAW (Mansimov et al. 2016): DRAW drawing 60x60 MNIST with captions, attending to the words",
+)
+register(
     "gan",
     "genlearn.models.gan",
     "GAN",

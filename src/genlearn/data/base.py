@@ -27,6 +27,9 @@ class DataSet:
 
     train_x: Any
     train_y: torch.Tensor
+    # further test splits scored apart from "test" (e.g. held-out captions): results get their
+    # figures with the split's name after "test_" as a suffix (nll_bound_heldout)
+    test_parts: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.train_x)
@@ -47,9 +50,19 @@ class DataSet:
     def split(self, name: str, binary: bool) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def train_images(self, n: int) -> torch.Tensor:
+        """n real training images (intensities), the same ones every call: the real-data ceiling
+        of the sample-based metrics."""
+        return self.train_x[:n]
+
     def check_split(self, name: str) -> None:
         if name not in SPLITS:
             raise UserError(f"unknown split {name!r}; choose train, valid or test")
+
+    def figure_conditions(self) -> dict[str, dict[str, Any]]:
+        """Named sets of conditions a run's pictures show (e.g. seen and held-out captions); none
+        by default (labelled models show one row per class)."""
+        return {}
 
     def sample_stats(self, model: Any) -> dict[str, float]:
         """Figures of a model's samples that only this data set can give (the toy mixtures' mode

@@ -27,6 +27,11 @@ combinations never generated for training or validation; the split `test_heldout
 of captions that contain one, so that drawing compositions never seen in training is measured on a
 known set (the public code drew its banned set from an unseeded RNG at every run).
 
+Positions (`POSITIONS`): the eight places a caption can name, the places of a side-by-side pair
+(left, right), of a stacked pair (top, bottom) and the four corners. `reading_of` says which digit
+a caption puts at each of them (EMPTY elsewhere): what the conformity checker reads off an image,
+so that an image agrees with its caption when the two readings are equal.
+
 Training composites are drawn afresh for every batch from the training digits by the loop's data
 generator (whose state every checkpoint saves, so a resumed run sees the same ones); validation,
 test and held-out test composites are fixed, from their own digits, by fixed seeds.
@@ -35,6 +40,7 @@ test and held-out test composites are fixed, from their own digits, by fixed see
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -59,6 +65,11 @@ N_EVAL = 10_000  # composites in each of valid, test and test_heldout
 N_TRAIN = 10_000  # training composites per epoch
 SEEDS = {"valid": 201, "test": 202, "test_heldout": 203}
 SPLITS = ("train", "valid", "test", "test_heldout")
+# The places a caption can name; a caption of type k puts its first digit at POSITIONS[k] (the
+# same order as TYPES), and a pair's second digit at the pair's other place (k ^ 1).
+POSITIONS = ("left", "right", "top", "bottom", "top left", "top right", "bottom left", "bottom right")
+EMPTY = 10  # the reading of a position where the caption puts no digit
+_D, _E = 2, 10  # the token indices of the digits D and E ("the digit D is ... the digit E .")
 
 
 def caption_text(kind: int, d: int, e: int) -> str:
@@ -166,11 +177,66 @@ def captions_of(plan: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.stack([encode(caption_text(k, d, e)) for k, (d, e) in zip(kind, labels)])
 
 
+def _templates() -> tuple[torch.Tensor, torch.Tensor]:
+    """Each caption type's tokens (8, 12) and which of them are digits (8, 12) bool."""
+    tokens = torch.stack([encode(caption_text(k, 0, 0)) for k in range(len(TYPES))])
+    digit = torch.zeros_like(tokens, dtype=torch.bool)
+    digit[:, _D] = True
+    digit[:TWO_DIGITS, _E] = True
+    return tokens, digit
+
+
+def caption_types(tokens: torch.Tensor) -> torch.Tensor:
+    """The caption type (n,), an index into TYPES, of each caption (token ids (n, 12)).
+
+    Every word except the digits is matched against the eight sentences, so anything that is not
+    one of them is refused rather than read as something else.
+    """
+    tokens = torch.as_tensor(tokens).long().cpu()
+    if tokens.dim() != 2 or tokens.shape[1] != CAPTION_LENGTH:
+        raise UserError(
+            f"captions must be token ids of shape (n, {CAPTION_LENGTH}), not {tuple(tokens.shape)}"
+        )
+    templates, digit = _templates()
+    first = VOCAB.index("0")
+    is_digit = (tokens >= first) & (tokens < first + 10)
+    words_match = ((tokens[:, None] == templates) | digit).all(2)  # (n, 8)
+    match = words_match & (is_digit[:, None] | ~digit).all(2)
+    found = match.any(1)
+    if not found.all():
+        bad = int((~found).nonzero()[0, 0])
+        raise UserError(f"not a caption of MNIST with captions: {decode(tokens[bad])!r}")
+    return match.long().argmax(1)
+
+
+def reading_of(tokens: torch.Tensor) -> torch.Tensor:
+    """The digit (n, 8) each caption (token ids (n, 12)) puts at each of POSITIONS, EMPTY where it
+    puts none: "the digit 3 is on the right of the digit 8 ." reads 8 at left and 3 at right."""
+    kind = caption_types(tokens)
+    first = VOCAB.index("0")
+    tokens = torch.as_tensor(tokens).long().cpu()
+    return _reading(kind, tokens[:, _D] - first, tokens[:, _E] - first)
+
+
+def _reading(kind: torch.Tensor, d: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """The reading (n, 8) of captions of types `kind` with first digits d and second digits e
+    (ignored for one-digit types)."""
+    n = len(kind)
+    out = torch.full((n, len(POSITIONS)), EMPTY, dtype=torch.long)
+    rows = torch.arange(n)
+    out[rows, kind] = d
+    pair = kind < TWO_DIGITS
+    out[rows[pair], kind[pair] ^ 1] = e[pair]  # left <-> right, top <-> bottom
+    return out
+
+
 @dataclass
 class CaptionedMNIST(DataSet):
     """The splits of MNIST with captions; `train_x` is only an index of N_TRAIN per epoch."""
 
     digits: dict[str, list[torch.Tensor]]  # split -> images of each digit 0..9
+    vocabulary = VOCAB  # the caption words, token id = index (a captioned model checks it has them)
+    test_parts = ("test_heldout",)  # scored apart from "test": nll_bound_heldout
     train_x: torch.Tensor  # arange(N_TRAIN): which composites an epoch has (drawn at batch time)
     train_y: torch.Tensor
 
@@ -204,6 +270,32 @@ class CaptionedMNIST(DataSet):
     @property
     def image_shape(self) -> tuple[int, ...]:
         return (1, SIZE, SIZE)
+
+    def train_images(self, n: int) -> torch.Tensor:
+        """n training composites (intensities), the same ones every call (seed 204)."""
+        return self._draw("train", n, torch.Generator().manual_seed(204), binary=False)["x"]
+
+    def figure_conditions(self) -> dict[str, dict[str, list[str]]]:
+        """A run's pictures show 4 captions of the test split (seen in training) and 4 of the
+        held-out test split: the first of each caption type, so that every type is shown."""
+        shown = {}
+        for tag, name in (("seen", "test"), ("heldout", "test_heldout")):
+            g = torch.Generator().manual_seed(SEEDS[name])
+            plan = layout(400, g, held_out=name == "test_heldout")
+            kinds = plan["kind"].tolist()
+            firsts = [kinds.index(k) for k in (0, 3, 4, 7) if k in kinds]
+            shown[tag] = {"captions": [decode(t) for t in captions_of(plan)[firsts]]}
+        return shown
+
+    # The fixed splits' intensity images, composed once (about a second each), for code that
+    # reads `data.valid_x` / `data.test_x` as it does for MNIST.
+    @cached_property
+    def valid_x(self) -> torch.Tensor:
+        return self.split("valid", binary=False)["x"]
+
+    @cached_property
+    def test_x(self) -> torch.Tensor:
+        return self.split("test", binary=False)["x"]
 
 
 def load(data_dir: str = "", train_limit: int = 0) -> CaptionedMNIST:

@@ -27,11 +27,12 @@ CAPABILITIES: dict[str, str] = {
     "features": "features(x) for the linear probe (an inference network or a hidden layer)",
     "reconstruct": "reconstruct(x): the model's reconstruction of held-out images",
     "log_likelihood": "a Gaussian encoder and log p(x|z): encode(x) -> (mean, logvar), log_likelihood(x, z)",
-    "nll_bound": "nll_bound(x): a variational bound on -log p(x) per image (DRAW's L^x + L^z)",
+    "nll_bound": "nll_bound(x, **condition): a variational bound on -log p(x) per image (DRAW's L^x + L^z)",
     "free_energy": "free_energy(x) and AIS on the model itself (an RBM)",
     "log_likelihood_bound": "log_likelihood_bound(x, train_x, n_runs, generator): an AIS-based bound",
     "latent_2d": "a 2-D latent space: decode_mean(z) gives the mean image of each z (the manifold)",
     "sample_canvases": "sample_canvases(n, generator): the canvas over time, DRAW-like",
+    "sample_alignments": "sample_alignments(n, generator): the canvas over time with the caption's word alignments",
     "sample_pyramid": "sample_pyramid(n, generator): each level of a Laplacian pyramid",
 }
 DATA_KINDS = ("binary", "continuous", "points")
@@ -147,7 +148,7 @@ class GenerativeModel(nn.Module):
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def nll_bound(self, x: torch.Tensor) -> torch.Tensor:
+    def nll_bound(self, x: torch.Tensor, **condition: Any) -> torch.Tensor:
         raise NotImplementedError
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
@@ -160,6 +161,9 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     def sample_canvases(self, n: int, generator: torch.Generator | None = None, **condition: Any) -> Any:
+        raise NotImplementedError
+
+    def sample_alignments(self, n: int, generator: torch.Generator | None = None, **condition: Any) -> Any:
         raise NotImplementedError
 
     def sample_pyramid(self, n: int, generator: torch.Generator | None = None, **condition: Any) -> Any:

@@ -538,6 +538,8 @@ def _finish(
     results of a resumed run are kept when the weights did not change (no step trained), and kept
     apart as `earlier_metrics` (with the step they were computed at) when they did."""
     test = _evaluate(run, "test")
+    for part in run.data.test_parts:  # e.g. held-out captions, reported apart: nll_bound_heldout
+        test |= {f"{k}_{part.removeprefix('test_')}": v for k, v in _evaluate(run, part).items()}
     if stop.raised:
         raise Interrupted(counters.step)
     with _separate_rng(run.config.seed):

@@ -6,6 +6,10 @@
 - manifold.png: for a 2-D latent space, the decoder's mean over a grid of z whose coordinates are
   evenly spaced on the unit square and mapped through the inverse Gaussian CDF, as in Kingma &
   Welling's figure 4.
+- alignment-seen.gif / .png, alignment-heldout.gif / .png (a model that takes captions): the
+  canvas over time with each word shaded by its alignment weight, and the steps x words matrix,
+  for a few test captions seen in training and a few held out; samples.png then has a row of 10
+  per caption, listed in samples-captions.txt.
 - training.png: the training loss (and validation metrics) over steps, from metrics.jsonl.
 """
 
@@ -115,13 +119,32 @@ def write_run_figures(model, data, run_dir: str | Path) -> list[str]:
     elif "labels" in model.conditions:  # a 10 x 10 grid, one row per class
         labels = class_rows().to(model.device)
         written = [save_grid(model.sample(len(labels), labels=labels), run_dir / "samples.png", nrow=10)]
+    elif "captions" in model.conditions:  # a row of 10 per caption the data set shows
+        shown = [c for cond in data.figure_conditions().values() for c in cond.get("captions", [])]
+        captions = [c for c in shown for _ in range(10)]
+        written = [
+            save_grid(model.sample(len(captions), captions=captions), run_dir / "samples.png", nrow=10)
+        ]
+        (run_dir / "samples-captions.txt").write_text(
+            "".join(f"row {i + 1}: {c}\n" for i, c in enumerate(shown))
+        )
     else:
         written = [save_grid(model.sample(100), run_dir / "samples.png", nrow=10)]
     if model.can("reconstruct"):
         written.append(reconstructions(model, data.test_x, run_dir / "reconstructions.png"))
     if model.can("latent_2d"):
         written.append(save_grid(manifold(model), run_dir / "manifold.png", nrow=20, scale=1))
-    if model.can("sample_canvases"):  # DRAW: the canvas over time, as in the paper's figures
+    if model.can("sample_alignments"):  # alignDRAW: the canvas and the words it attends to, over time
+        from genlearn.viz.alignment import save_alignment_gif, save_alignment_matrix
+
+        for tag, condition in data.figure_conditions().items():
+            n = len(next(iter(condition.values())))
+            canvases, windows, alphas, captions = model.sample_alignments(n, **condition)
+            written.append(
+                save_alignment_gif(canvases, windows, alphas, captions, run_dir / f"alignment-{tag}.gif")
+            )
+            written.append(save_alignment_matrix(alphas, captions, run_dir / f"alignment-{tag}.png"))
+    elif model.can("sample_canvases"):  # DRAW: the canvas over time, as in the paper's figures
         from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip
 
         canvases, windows = model.sample_canvases(16)

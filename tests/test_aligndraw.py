@@ -1,0 +1,199 @@
+"""alignDRAW: the alignment over words, the learned prior, captions in batches and alone, the
+vocabulary, training on real captioned composites, exact resumption, and the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import assert_user_error, needs_mnist, one_thread, resume_then_compare, run_cli, run_main
+from genlearn import registry
+from genlearn.errors import UserError
+from genlearn.models.aligndraw import AlignDRAW, kl_gaussians
+
+SMALL = dict(T=3, enc_size=16, dec_size=16, z_size=4, read_n=3, write_n=3, lang_size=8, align_size=8)
+SMALL_SETS = [f"{k}={v}" for k, v in SMALL.items()]
+SEEN = "the digit 3 is on the left of the digit 8 ."
+
+
+def small(**extra) -> AlignDRAW:
+    return registry.create("aligndraw", **(SMALL | extra))
+
+
+def test_registered_preset_is_the_papers():
+    c = registry.make_config("aligndraw")
+    assert (c.T, c.enc_size, c.dec_size, c.z_size, c.read_n, c.write_n) == (32, 300, 300, 150, 8, 8)
+    assert (c.lang_size, c.align_size, c.height, c.width, c.optimizer, c.lr) == (
+        128,
+        512,
+        60,
+        60,
+        "rmsprop",
+        1e-3,
+    )
+    assert c.dataset == "mnist-captions"
+
+
+def test_vocabulary_is_the_datas():
+    from genlearn.data import captions
+
+    assert small().words == captions.VOCAB
+
+
+def test_kl_between_gaussians_is_exact():
+    g = torch.Generator().manual_seed(0)
+    mu_q, logvar_q, mu_p, log_sigma_p = (torch.randn(5, 7, generator=g) for _ in range(4))
+    q = torch.distributions.Normal(mu_q, torch.exp(0.5 * logvar_q))
+    p = torch.distributions.Normal(mu_p, torch.exp(log_sigma_p))
+    expected = torch.distributions.kl_divergence(q, p).sum(-1)
+    got = kl_gaussians(torch.cat([mu_q, logvar_q], -1), mu_p, log_sigma_p)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_alignment_sums_to_one_and_padding_gets_none():
+    model = small()
+    captions = [SEEN, "the digit 3 is on the left of the digit 8", "the digit 7", "7"]
+    frames, windows, alphas, got = model.sample_alignments(
+        4, torch.Generator().manual_seed(0), captions=captions
+    )
+    assert got == captions
+    assert frames.shape == (3, 4, 1, 60, 60) and windows.shape == (3, 4, 4) and alphas.shape == (3, 4, 12)
+    torch.testing.assert_close(alphas.sum(-1), torch.ones(3, 4))
+    lengths = [12, 11, 3, 1]
+    for i, n in enumerate(lengths):
+        assert bool((alphas[:, i, n:] == 0).all()), f"caption {i} gives weight to padding"
+        assert bool((alphas[:, i, :n] > 0).all())
+
+
+def test_a_batch_of_captions_gives_what_each_caption_gives_alone():
+    model = small().eval()
+    captions = [
+        SEEN,
+        "the digit 7 is at the top left of the image",
+        "the digit 1",
+        "the digit 0 is at the top",
+    ]
+    tokens, mask = model.tokenize(captions)
+    g = torch.Generator().manual_seed(1)
+    x = torch.bernoulli(torch.full((4, 3600), 0.2), generator=g)
+    eps = torch.randn(model.T, 4, model.config.z_size, generator=g)
+    with torch.no_grad():
+        recon, kl = model.loss_terms(x, tokens, mask, eps=eps)
+        for i, text in enumerate(captions):
+            t1, m1 = model.tokenize([text])
+            r1, k1 = model.loss_terms(x[i : i + 1], t1, m1, eps=eps[:, i : i + 1])
+            torch.testing.assert_close(r1, recon[i : i + 1], rtol=1e-5, atol=1e-4)
+            torch.testing.assert_close(k1, kl[i : i + 1], rtol=1e-5, atol=1e-4)
+    # and in generation: each caption's alignment is the same with or without the others
+    _, _, alphas, _ = model.sample_alignments(4, torch.Generator().manual_seed(2), captions=captions)
+    for i, text in enumerate(captions):
+        _, _, one, _ = model.sample_alignments(1, torch.Generator().manual_seed(2), captions=[text])
+        n = len(model.tokenize([text])[0][0])
+        torch.testing.assert_close(one[0, 0, :n], alphas[0, i, :n])  # step 1: before any noise
+
+
+def test_prior_at_the_first_step_is_the_standard_normal():
+    """With T = 1 the bound does not depend on the prior's weights (P(z_1) = N(0, I)); with T = 2
+    it does (P(z_2 | h^dec_1) is learned)."""
+    for T, depends in ((1, False), (2, True)):
+        model = small(T=T).eval()
+        tokens, mask = model.tokenize([SEEN, "the digit 4"])
+        x = torch.bernoulli(torch.full((2, 3600), 0.3), generator=torch.Generator().manual_seed(0))
+        eps = torch.randn(T, 2, model.config.z_size, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            before = model.loss_terms(x, tokens, mask, eps=eps)[1]
+            D, start = model.config.dec_size, sum(model.sizes[:3])
+            model.dec_out.weight[:, start : start + model.sizes[3]] += 3.0
+            model.dec_out.bias[start : start + model.sizes[3]] += 1.0
+            after = model.loss_terms(x, tokens, mask, eps=eps)[1]
+        assert bool((before != after).any()) == depends, (T, before, after)
+        del D
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("the digit seven is on the left", "unknown word 'seven'"),
+        ("", "empty caption"),
+        ("the digit 3 is on the left of the digit 8 . the digit", "at most 12 words"),
+    ],
+)
+def test_bad_captions_are_refused_with_what_is_allowed(text, says):
+    with pytest.raises(UserError, match=says) as err:
+        small().sample(1, captions=[text])
+    if "unknown" in says:
+        assert "the digit is on at left right top bottom of image ." in str(err.value)
+
+
+def test_captions_are_read_like_a_user_writes_them():
+    model = small()
+    a, _ = model.tokenize(["The digit 7 is at the top left of the image."])
+    b, _ = model.tokenize(["the digit 7 is at the top left of the image ."])
+    assert torch.equal(a, b)
+
+
+def test_default_captions_come_from_the_data_and_need_it():
+    model = small()
+    with pytest.raises(UserError, match="give captions"):
+        model.sample(2)
+
+
+@needs_mnist
+def test_loss_goes_down_on_captioned_mnist():
+    from genlearn.data import captions
+
+    data = captions.load(train_limit=2000)
+    model = small(T=4, enc_size=32, dec_size=32, z_size=8, lr=3e-3)
+    model.prepare(data, 50)
+    g = torch.Generator().manual_seed(0)
+    with one_thread():
+        losses = [model.train_step(data.batch(torch.arange(50), True, g))["loss"] for _ in range(60)]
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:3]) / 3, losses[::6]
+    assert len(model.default_conditions(3, torch.Generator().manual_seed(0))["captions"]) == 3
+
+
+@needs_mnist
+def test_resumed_run_equals_uninterrupted(tmp_path):
+    resume_then_compare(
+        tmp_path, "aligndraw", [*SMALL_SETS, "train_limit=200", "batch_size=50", "eval_every=0"]
+    )
+
+
+@needs_mnist
+def test_cli_train_sample_captions_gif_and_bounds(tmp_path):
+    run = tmp_path / "run"
+    proc = run_cli(
+        "train", "aligndraw", "--out", run, "--quiet",
+        "--set", *SMALL_SETS, "epochs=1", "train_limit=200", "batch_size=50", "eval_every=0",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((run / "results.json").read_text())["metrics"]
+    assert results["nll_bound"] > 0 and results["nll_bound_heldout"] > 0
+    for name in ("alignment-seen.gif", "alignment-heldout.png", "samples.png", "samples-captions.txt"):
+        assert (run / name).exists(), name
+    proc = run_main("sample", run, "--caption", "the digit 7 is at the top left of the image .", "--n", 4,
+                    "--out", tmp_path / "a.png")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    file = tmp_path / "captions.txt"
+    file.write_text(f"{SEEN}\n\nthe digit 1 is at the bottom right of the image\n")
+    proc = run_main("sample", run, "--captions", file, "--out", tmp_path / "b.gif")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "b.gif").exists() and (tmp_path / "b.png").exists()
+    assert_user_error(
+        run_main("sample", run, "--caption", "a cat", "--out", tmp_path / "c.png"), contains="unknown word"
+    )
+    assert_user_error(
+        run_main("sample", run, "--labels", "3", "--out", tmp_path / "d.png"), contains="labels"
+    )
+    assert_user_error(
+        run_main("sample", run, "--captions", file, "--n", 5, "--out", tmp_path / "e.png"),
+        contains="multiple",
+    )
+    assert_user_error(
+        run_main("sample", run, "--captions", tmp_path / "none.txt", "--out", tmp_path / "f.png"),
+        contains="cannot read",
+    )
+    out = json.loads(run_main("eval", run, "--metric", "nll", "--json").stdout)
+    assert out["nll_bound"] > 0 and out["nll_bound_heldout"] > 0
