@@ -41,6 +41,7 @@ bench: setup
 	$(PY) benchmarks/bench_train_vae.py
 	$(PY) benchmarks/bench_nll.py
 	$(PY) benchmarks/bench_draw.py
+	$(PY) benchmarks/bench_aligndraw.py
 	$(PY) benchmarks/bench_parzen.py
 
 lint: setup

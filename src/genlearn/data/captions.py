@@ -1,5 +1,6 @@
 """MNIST with captions: one or two digits on a 60 x 60 canvas, described by a 12-token sentence
-(Mansimov et al., ICLR 2016, section 4.1, as their public code builds it; alignDRAW's data).
+(Mansimov et al., ICLR 2016, their MNIST-with-captions experiment, as their public code builds it;
+alignDRAW's data).
 
 Eight caption types, drawn uniformly; D and E are the digits' symbols 0-9:
 
