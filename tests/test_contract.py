@@ -34,6 +34,14 @@ SMALL = {
     "gan-points": {"dataset": "ring8", "g_hidden": 16, "d_units": 8, "z_dim": 4},
     "dcgan": {"g_channels": 8, "d_channels": 8},
     "cgan": {"g_channels": 8, "d_channels": 8},
+    "lapgan": {"g_channels": 4, "d_channels": 4, "coarse_g_hidden": 16, "coarse_d_hidden": 8, "z_dim": 8},
+    "lapgan-conditional": {
+        "g_channels": 4,
+        "d_channels": 4,
+        "coarse_g_hidden": 16,
+        "coarse_d_hidden": 8,
+        "z_dim": 8,
+    },
     "aligndraw": {
         "T": 3,
         "enc_size": 16,
@@ -161,6 +169,10 @@ def _check_capabilities(model: GenerativeModel) -> None:
         if model.can("sample_canvases"):
             frames, _ = model.sample_canvases(2, generator=torch.Generator().manual_seed(0))
             assert frames.shape[1:] == (2, *model.image_shape)
+        if model.can("sample_pyramid"):
+            images, residuals = model.sample_pyramid(2, generator=torch.Generator().manual_seed(0))
+            assert images[-1].shape == (2, *model.image_shape) and len(residuals) == len(images) - 1
+            assert torch.equal(images[-1], model.sample(2, generator=torch.Generator().manual_seed(0)))
         if model.can("sample_alignments"):
             frames, windows, alphas, shown = model.sample_alignments(2, torch.Generator().manual_seed(0))
             assert frames.shape[1:] == (2, *model.image_shape) and windows.shape[:2] == frames.shape[:2]
@@ -196,7 +208,7 @@ def _check_refusals(model: GenerativeModel, run_dir: Path) -> None:
         if not applies:
             proc = run_main("eval", run_dir, "--metric", metric)
             assert_user_error(proc, contains="does not apply" if needs else "scores images")
-    if not model.can("sample_canvases"):
+    if not (model.can("sample_canvases") or model.can("sample_pyramid")):
         assert_user_error(run_main("sample", run_dir, "--out", run_dir / "x.gif"), contains=".gif")
     if "labels" not in model.conditions:
         assert_user_error(

@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--out",
         required=True,
-        help=".png (grid), .npz (key 'images'), .gif (DRAW's canvas; alignDRAW's with the words' alignment)",
+        help=".png (grid), .npz (key 'images'), .gif (DRAW's canvas; alignDRAW's with the words' alignment; "
+        "LAPGAN's pyramid coarse to fine)",
     )
     s.add_argument("--seed", type=int, default=0)
     given = s.add_mutually_exclusive_group()
@@ -240,8 +241,25 @@ def cmd_sample(args) -> int:
         print(f"wrote the canvas and the words' alignment of {n} samples over {len(canvases)} steps to {out}")
         print(f"wrote the alignment matrix (steps x words) of {shown} of them to {matrix}")
         return 0
+    if out.suffix == ".gif" and model.can("sample_pyramid"):
+        from genlearn.viz.pyramid import save_pyramid_gif, save_pyramid_png
+
+        images, residuals = model.sample_pyramid(n, generator=generator, **condition)
+        save_pyramid_gif(images, residuals, out, nrow=per_label if per_label > 1 else None)
+        shown = min(n, 8)
+        png = save_pyramid_png(
+            [x[:shown] for x in images], [h[:shown] for h in residuals], out.with_suffix(".png")
+        )
+        print(f"wrote the pyramid of {n} samples, coarse to fine over {len(images)} levels, to {out}")
+        print(f"wrote each level's image and residual of {shown} of them to {png}")
+        return 0
+    if out.suffix == ".gif" and not model.can("sample_canvases"):
+        raise UserError(
+            f"a .gif does not apply to model {model.name!r}: it has no sample_canvases(n, generator) "
+            "(the drawing over time) and no sample_pyramid(n, generator) (the pyramid coarse to fine); "
+            "write .png or .npz"
+        )
     if out.suffix == ".gif":
-        model.require("sample_canvases", "a .gif of the drawing")
         from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip
 
         canvases, windows = model.sample_canvases(n, generator=generator, **condition)

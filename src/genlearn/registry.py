@@ -131,6 +131,19 @@ register(
     arch="conv", optimizer="adam", lr=2e-4, noise="gaussian", lr_schedule="constant", conditional=True,
 )  # fmt: skip
 register(
+    "lapgan",
+    "genlearn.models.lapgan",
+    "LAPGAN",
+    "Laplacian pyramid of GANs (Denton et al. 2015): 28 -> 14 -> 7 (60 -> 30 -> 15 on mnist-2digit), Adam",
+)
+register(
+    "lapgan-conditional",
+    "genlearn.models.lapgan",
+    "LAPGAN",
+    "class-conditional LAPGAN: the label as planes of every level's G and D; `sample --labels`",
+    conditional=True,
+)
+register(
     "rbm",
     "genlearn.models.rbm",
     "RBM",

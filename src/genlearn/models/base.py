@@ -33,7 +33,9 @@ CAPABILITIES: dict[str, str] = {
     "latent_2d": "a 2-D latent space: decode_mean(z) gives the mean image of each z (the manifold)",
     "sample_canvases": "sample_canvases(n, generator): the canvas over time, DRAW-like",
     "sample_alignments": "sample_alignments(n, generator): the canvas over time with the caption's word alignments",
-    "sample_pyramid": "sample_pyramid(n, generator): each level of a Laplacian pyramid",
+    "sample_pyramid": "sample_pyramid(n, generator, **condition): each level of a Laplacian pyramid, as "
+    "(images, residuals), coarse to fine: images [I_K, ..., I_0], each (n, C, H_k, W_k) in [0, 1]; "
+    "residuals [h_{K-1}, ..., h_0], images[j + 1] = u(images[j]) + residuals[j]; images[-1] is the sample",
 }
 DATA_KINDS = ("binary", "continuous", "points")
 # Condition names a model may take, and the batch key that carries each one.

@@ -22,6 +22,9 @@ log D = -softplus(-l) and log(1 - D) = -softplus(l).
 
 Each call of `train_step` is one discriminator update on the loop's minibatch; every k-th call
 also makes the generator update, so one iteration of Algorithm 1 consumes k data minibatches.
+That update is `adversarial_step(G, D, g_opt, d_opt, real, noise_fn, k, loss, condition)`, a
+function of the two players rather than of this class: LAPGAN (models/lapgan.py) trains each
+level of its pyramid with the same function.
 
 Networks (`arch`):
 - `mlp`, the paper's MNIST model (its published pylearn2 configuration): G: 100 uniform noise
@@ -58,7 +61,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -202,6 +207,16 @@ def n_labels(c: Config) -> int:
     return N_CLASSES if c.conditional else 0
 
 
+def checked_labels(labels, n: int, device: torch.device) -> torch.Tensor:
+    """n digit labels as a long tensor on `device`; one line of refusal for anything else."""
+    labels = torch.as_tensor(labels, dtype=torch.long).to(device)
+    if labels.shape != (n,):
+        raise UserError(f"labels must be one per sample ({n}), got shape {tuple(labels.shape)}")
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= N_CLASSES):
+        raise UserError(f"labels must be digits 0 to {N_CLASSES - 1}, got {labels.unique().tolist()}")
+    return labels
+
+
 def one_hot(labels: torch.Tensor) -> torch.Tensor:
     """y as a float one-hot code (n, 10)."""
     return F.one_hot(labels, N_CLASSES).float()
@@ -210,6 +225,141 @@ def one_hot(labels: torch.Tensor) -> torch.Tensor:
 def _grad_norm(params) -> float:
     norms = [p.grad.norm() for p in params if p.grad is not None]
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Algorithm 1's update, as a function of the two players: the GAN here and every level of LAPGAN
+# (models/lapgan.py) call it.
+
+Generate = Callable[[torch.Tensor, Any], torch.Tensor]  # (noise, condition) -> sample
+Discriminate = Callable[[torch.Tensor, Any], torch.Tensor]  # (sample, condition) -> logits (n,)
+
+
+def _players(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    generate: Generate | None,
+    discriminate: Discriminate | None,
+) -> tuple[Generate, Discriminate]:
+    """How to call G and D: the given callables, or the modules themselves (the condition, when
+    there is one, as their second argument; D's output squeezed to one logit per row)."""
+    if generate is None:
+        generate = lambda z, c: generator(z) if c is None else generator(z, c)  # noqa: E731
+    if discriminate is None:
+        discriminate = lambda x, c: (discriminator(x) if c is None else discriminator(x, c)).squeeze(1)  # noqa: E731
+    return generate, discriminate
+
+
+def discriminator_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    d_opt: torch.optim.Optimizer,
+    real: torch.Tensor,
+    noise_fn: Callable[[int], torch.Tensor],
+    condition: Any = None,
+    generate: Generate | None = None,
+    discriminate: Discriminate | None = None,
+) -> dict[str, float]:
+    """Algorithm 1's discriminator update: draw m = len(real) noise samples, ascend
+    log D(x) + log(1 - D(G(z))) (descend its negative) on the real batch and G's samples, both
+    under the same condition (the batch's labels, LAPGAN's low-pass images). Returns the loss,
+    mean D(x), mean D(G(z)), D's accuracy at threshold 1/2 over both halves and its gradient norm."""
+    generate, discriminate = _players(generator, discriminator, generate, discriminate)
+    with torch.no_grad():
+        fake = generate(noise_fn(real.shape[0]), condition)
+    l_real, l_fake = discriminate(real, condition), discriminate(fake, condition)
+    d_loss = -(log_d(l_real).mean() + log_one_minus_d(l_fake).mean())
+    d_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_grad = _grad_norm(discriminator.parameters())
+    d_opt.step()
+    l_real, l_fake = l_real.detach(), l_fake.detach()
+    return {
+        "d_loss": float(d_loss.detach()),
+        "d_real": float(torch.sigmoid(l_real).mean()),
+        "d_fake": float(torch.sigmoid(l_fake).mean()),
+        "d_grad_norm": d_grad,
+        "d_accuracy": float(((l_real > 0).float().mean() + (l_fake < 0).float().mean()) / 2),
+    }
+
+
+def generator_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    g_opt: torch.optim.Optimizer,
+    m: int,
+    noise_fn: Callable[[int], torch.Tensor],
+    loss: str = "non-saturating",
+    condition: Any = None,
+    generate: Generate | None = None,
+    discriminate: Discriminate | None = None,
+) -> dict[str, float]:
+    """Algorithm 1's generator update on m fresh noise samples: descend log(1 - D(G(z)))
+    (`minimax`) or -log D(G(z)) (`non-saturating`). D's parameters get no gradient."""
+    generate, discriminate = _players(generator, discriminator, generate, discriminate)
+    l_fake = discriminate(generate(noise_fn(m), condition), condition)
+    if loss == "minimax":
+        g_loss = log_one_minus_d(l_fake).mean()  # descend log(1 - D(G(z)))
+    elif loss == "non-saturating":
+        g_loss = -log_d(l_fake).mean()  # descend -log D(G(z))
+    else:
+        raise ValueError(f"loss must be 'non-saturating' or 'minimax', not {loss!r}")
+    g_opt.zero_grad(set_to_none=True)
+    discriminator.requires_grad_(False)  # D's parameters are not updated here: skip their gradients
+    try:
+        g_loss.backward()
+    finally:
+        discriminator.requires_grad_(True)
+    stats = {"g_loss": float(g_loss.detach()), "g_grad_norm": _grad_norm(generator.parameters())}
+    g_opt.step()
+    return stats
+
+
+def adversarial_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    g_opt: torch.optim.Optimizer,
+    d_opt: torch.optim.Optimizer,
+    real: torch.Tensor,
+    noise_fn: Callable[[int], torch.Tensor],
+    k: int = 1,
+    loss: str = "non-saturating",
+    condition: Any = None,
+    *,
+    d_updates: int = 0,
+    generate: Generate | None = None,
+    discriminate: Discriminate | None = None,
+) -> dict[str, float]:
+    """One step of Algorithm 1 on one minibatch: the discriminator's update and, when it is the
+    k-th (`d_updates`, the discriminator updates made before this one, plus 1, divisible by k),
+    the generator's update on fresh noise: k data minibatches per iteration of the algorithm.
+
+    `generator` and `discriminator` are the modules whose parameters `g_opt` and `d_opt` update;
+    `generate(z, condition)` and `discriminate(x, condition)` say how to call them when that is
+    more than `G(z)` and `D(x)` (a conditional pair's inputs, a reshape); `noise_fn(m)` draws m
+    noise samples of G's input. The caller keeps the counters and any moving average of G.
+    Returns `discriminator_step`'s figures, and `g_loss` and `g_grad_norm` when G was updated."""
+    stats = discriminator_step(
+        generator, discriminator, d_opt, real, noise_fn, condition, generate, discriminate
+    )
+    if (d_updates + 1) % k == 0:
+        stats |= generator_step(
+            generator, discriminator, g_opt, real.shape[0], noise_fn, loss, condition, generate, discriminate
+        )
+    return stats
+
+
+def ramped_momentum(c: Any, epoch: float) -> float:
+    """The paper's SGD momentum after `epoch` epochs: rising linearly from `c.momentum` to
+    `c.momentum_final` over `c.momentum_epochs` (the GAN paper's and LAPGAN's released code)."""
+    ramp = min(1.0, epoch / c.momentum_epochs) if c.momentum_epochs else 1.0
+    return c.momentum + (c.momentum_final - c.momentum) * ramp
+
+
+def set_momentum(optimizers, momentum: float) -> None:
+    for opt in optimizers:
+        for g in opt.param_groups:
+            g["momentum"] = momentum
 
 
 class GAN(GenerativeModel):
@@ -310,57 +460,51 @@ class GAN(GenerativeModel):
         c = self.config
         if c.optimizer != "sgd":
             return
-        epoch = int(self.d_updates) / self.steps_per_epoch
-        ramp = min(1.0, epoch / c.momentum_epochs) if c.momentum_epochs else 1.0
-        momentum = c.momentum + (c.momentum_final - c.momentum) * ramp
-        for opt in self.optimizers.values():
-            for g in opt.param_groups:
-                g["momentum"] = momentum
+        set_momentum(self.optimizers.values(), ramped_momentum(c, int(self.d_updates) / self.steps_per_epoch))
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         c = self.config
-        x = batch["x"]
         y = batch["y"] if c.conditional else None  # fakes are drawn for the real batch's labels
-        m = x.shape[0]
         self._momentum_ramp()
-        # discriminator: ascend log D(x) + log(1 - D(G(z))), i.e. descend its negative
-        with torch.no_grad():
-            fake = self.generate(self.noise(m), y)
-        l_real, l_fake = self.discriminate(x, y), self.discriminate(fake, y)
-        d_loss = -(log_d(l_real).mean() + log_one_minus_d(l_fake).mean())
-        opt_d = self.optimizers["d"]
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_grad = _grad_norm(self.D.parameters())
-        opt_d.step()
+        stats = adversarial_step(
+            self.G,
+            self.D,
+            self.optimizers["g"],
+            self.optimizers["d"],
+            batch["x"],
+            self.noise,
+            k=c.k,
+            loss=c.loss,
+            condition=y,
+            d_updates=int(self.d_updates),
+            generate=self.generate,
+            discriminate=self.discriminate,
+        )
         self.d_updates += 1
-        if int(self.d_updates) % c.k == 0:
-            self._generator_step(m, y)
-        stats = {
-            "d_loss": float(d_loss.detach()),
-            "d_real": float(torch.sigmoid(l_real.detach()).mean()),
-            "d_fake": float(torch.sigmoid(l_fake.detach()).mean()),
-            "d_grad_norm": d_grad,
-            **self._last_g,
-        }
+        if "g_loss" in stats:
+            self._after_generator_step(stats)
+        stats = {key: stats[key] for key in ("d_loss", "d_real", "d_fake", "d_grad_norm")} | self._last_g
         self._watch(stats)
         return stats
 
     def _generator_step(self, m: int, y: torch.Tensor | None) -> None:
-        l_fake = self.discriminate(self.generate(self.noise(m), y), y)
-        if self.config.loss == "minimax":
-            g_loss = log_one_minus_d(l_fake).mean()  # descend log(1 - D(G(z)))
-        else:
-            g_loss = -log_d(l_fake).mean()  # descend -log D(G(z))
-        opt_g = self.optimizers["g"]
-        opt_g.zero_grad(set_to_none=True)
-        self.D.requires_grad_(False)  # D's parameters are not updated here: skip their gradients
-        try:
-            g_loss.backward()
-        finally:
-            self.D.requires_grad_(True)
-        self._last_g = {"g_loss": float(g_loss.detach()), "g_grad_norm": _grad_norm(self.G.parameters())}
-        opt_g.step()
+        """Algorithm 1's generator update alone, on m fresh noise samples (labels y, if any)."""
+        c = self.config
+        stats = generator_step(
+            self.G,
+            self.D,
+            self.optimizers["g"],
+            m,
+            self.noise,
+            loss=c.loss,
+            condition=y,
+            generate=self.generate,
+            discriminate=self.discriminate,
+        )
+        self._after_generator_step(stats)
+
+    def _after_generator_step(self, stats: dict[str, float]) -> None:
+        self._last_g = {"g_loss": stats["g_loss"], "g_grad_norm": stats["g_grad_norm"]}
         if self.G_ema is not None:
             self.G_ema.update_parameters(self.G)
         self.g_updates += 1
@@ -402,14 +546,7 @@ class GAN(GenerativeModel):
     def _labels(self, n: int, generator: torch.Generator | None, condition: dict) -> torch.Tensor | None:
         """The labels of n samples: given (checked) or drawn; None for an unconditional GAN."""
         labels = self.conditions_for(n, generator, **condition).get("labels")
-        if labels is None:
-            return None
-        labels = torch.as_tensor(labels, dtype=torch.long).to(self.d_updates.device)
-        if labels.shape != (n,):
-            raise UserError(f"labels must be one per sample ({n}), got shape {tuple(labels.shape)}")
-        if n and (int(labels.min()) < 0 or int(labels.max()) >= N_CLASSES):
-            raise UserError(f"labels must be digits 0 to {N_CLASSES - 1}, got {labels.unique().tolist()}")
-        return labels
+        return None if labels is None else checked_labels(labels, n, self.d_updates.device)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, **condition) -> torch.Tensor:

@@ -10,6 +10,8 @@
   canvas over time with each word shaded by its alignment weight, and the steps x words matrix,
   for a few test captions seen in training and a few held out; samples.png then has a row of 10
   per caption, listed in samples-captions.txt.
+- pyramid.png (a model that can `sample_pyramid`, LAPGAN): for 6 samples, each level's image and
+  residual, coarse to fine (viz/pyramid.py); a model that takes labels draws digits 0 to 5.
 - training.png: the training loss (and validation metrics) over steps, from metrics.jsonl.
 """
 
@@ -150,6 +152,15 @@ def write_run_figures(model, data, run_dir: str | Path) -> list[str]:
         canvases, windows = model.sample_canvases(16)
         written.append(save_canvas_gif(canvases, run_dir / "canvas.gif", windows=windows))
         written.append(save_canvas_strip(canvases[:, :8], run_dir / "canvas.png"))
+    if model.can("sample_pyramid"):  # LAPGAN: each level's image and residual, coarse to fine
+        from genlearn.viz.pyramid import save_pyramid_png
+
+        shown = 6
+        condition = (
+            {"labels": torch.arange(shown, device=model.device)} if "labels" in model.conditions else {}
+        )
+        images, residuals = model.sample_pyramid(shown, **condition)
+        written.append(save_pyramid_png(images, residuals, run_dir / "pyramid.png"))
     curve = training_curve(run_dir)
     if curve:
         written.append(curve)
