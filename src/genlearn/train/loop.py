@@ -529,6 +529,14 @@ def _evaluate(run: _Run, split: str) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
+def _part_key(key: str, part: str) -> str:
+    """A figure's name on a further test part: nll_bound -> nll_bound_heldout, and its standard
+    error nll_bound_stderr -> nll_bound_heldout_stderr (as `genlearn eval` names them)."""
+    tag = part.removeprefix("test_")
+    stem, stderr, _ = key.partition("_stderr")
+    return f"{stem}_{tag}_stderr" if stderr else f"{key}_{tag}"
+
+
 def _finish(
     run: _Run, counters: _Counters, log: _Log, out_of_time: bool, previous: dict[str, Any], stop: _StopFlag
 ) -> dict[str, Any]:
@@ -539,7 +547,7 @@ def _finish(
     apart as `earlier_metrics` (with the step they were computed at) when they did."""
     test = _evaluate(run, "test")
     for part in run.data.test_parts:  # e.g. held-out captions, reported apart: nll_bound_heldout
-        test |= {f"{k}_{part.removeprefix('test_')}": v for k, v in _evaluate(run, part).items()}
+        test |= {_part_key(k, part): v for k, v in _evaluate(run, part).items()}
     if stop.raised:
         raise Interrupted(counters.step)
     with _separate_rng(run.config.seed):
