@@ -64,9 +64,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from genlearn.config import CAPTION_DATASETS, Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models.base import GenerativeModel
-from genlearn.models.draw import reparameterize
+from genlearn.models.draw import descend_bound, reparameterize
 from genlearn.nn import attention
-from genlearn.nn.lstm import Affine, StepLinear, flush_denormals, lstm_pointwise, native_bfloat16_cpu
+from genlearn.nn.lstm import Affine, StepLinear, flush_denormals, lstm_pointwise, resolve_matmul_dtype
 from genlearn.nn.optim import make_optimizer
 from genlearn.nn.stats import mean_and_stderr
 
@@ -175,10 +175,7 @@ class AlignDRAW(GenerativeModel):
 
     def matmul_dtype(self, device: torch.device | None = None) -> str:
         """The training products' operand type `matmul_dtype` resolves to on `device`."""
-        if self.config.matmul_dtype != "auto":
-            return self.config.matmul_dtype
-        device = device or self.c0.device
-        return "bfloat16" if device.type == "cpu" and native_bfloat16_cpu() else "float32"
+        return resolve_matmul_dtype(self.config.matmul_dtype, device or self.c0.device)
 
     # ----------------------------------------------------------------------------------------
     # captions: words -> token ids with a mask, and h^lang
@@ -325,17 +322,9 @@ class AlignDRAW(GenerativeModel):
         return x
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        opt = self.optimizers["model"]
-        with flush_denormals():
-            opt.zero_grad(set_to_none=True)
-            recon, kl = self.loss_terms(batch["x"], batch["caption"], batch["caption_mask"])
-            recon, kl = recon.mean(), kl.mean()
-            loss = recon + kl
-            loss.backward()
-            if self.config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip, foreach=True)
-            opt.step()
-        return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item()}
+        return descend_bound(
+            self, lambda: self.loss_terms(batch["x"], batch["caption"], batch["caption_mask"])
+        )
 
     @torch.no_grad()
     def evaluate(self, data: dict[str, torch.Tensor], chunk: int = 1000) -> dict[str, float]:

@@ -72,7 +72,7 @@ from genlearn.config import IMAGE_DATASETS, Common, bounded, choice
 from genlearn.models.base import GenerativeModel
 from genlearn.nn import attention
 from genlearn.nn.distributions import kl_std_normal
-from genlearn.nn.lstm import Affine, StepLinear, flush_denormals, lstm_pointwise, native_bfloat16_cpu
+from genlearn.nn.lstm import Affine, StepLinear, flush_denormals, lstm_pointwise, resolve_matmul_dtype
 from genlearn.nn.optim import make_optimizer
 from genlearn.nn.stats import mean_and_stderr
 
@@ -118,6 +118,22 @@ class _Reparameterize(torch.autograd.Function):
     def backward(ctx, dz: torch.Tensor):
         sd, eps = ctx.saved_tensors
         return torch.cat([dz, 0.5 * dz * eps * sd], dim=1), None
+
+
+def descend_bound(model: GenerativeModel, loss_terms) -> dict[str, float]:
+    """One optimiser step on the mean of L = L^x + L^z, the terms from `loss_terms()` (per image),
+    the gradient's global norm clipped at `grad_clip`; DRAW's and alignDRAW's update."""
+    opt = model.optimizers["model"]
+    with flush_denormals():
+        opt.zero_grad(set_to_none=True)
+        recon, kl = loss_terms()
+        recon, kl = recon.mean(), kl.mean()
+        loss = recon + kl
+        loss.backward()
+        if model.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), model.config.grad_clip, foreach=True)
+        opt.step()
+    return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item()}
 
 
 def reparameterize(q: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -208,11 +224,7 @@ class DRAW(GenerativeModel):
 
     def matmul_dtype(self, device: torch.device | None = None) -> str:
         """The training products' operand type `matmul_dtype` resolves to on `device`."""
-        choice = self.config.matmul_dtype
-        if choice != "auto":
-            return choice
-        device = device or self.c0.device
-        return "bfloat16" if device.type == "cpu" and native_bfloat16_cpu() else "float32"
+        return resolve_matmul_dtype(self.config.matmul_dtype, device or self.c0.device)
 
     def _initial(self, n: int) -> tuple[torch.Tensor, ...]:
         states = (self.c0, self.h_enc0, self.cell_enc0, self.h_dec0, self.cell_dec0)
@@ -300,17 +312,7 @@ class DRAW(GenerativeModel):
         return x
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        opt = self.optimizers["model"]
-        with flush_denormals():
-            opt.zero_grad(set_to_none=True)
-            recon, kl = self.loss_terms(batch["x"])
-            recon, kl = recon.mean(), kl.mean()
-            loss = recon + kl
-            loss.backward()
-            if self.config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip, foreach=True)
-            opt.step()
-        return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item()}
+        return descend_bound(self, lambda: self.loss_terms(batch["x"]))
 
     # ----------------------------------------------------------------------------------------
     # generation: the decoder alone, from the prior

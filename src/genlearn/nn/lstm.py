@@ -289,6 +289,14 @@ def native_bfloat16_cpu() -> bool:
     return _NATIVE_BF16
 
 
+def resolve_matmul_dtype(choice: str, device: torch.device) -> str:
+    """The operand type a `matmul_dtype` setting ("auto", "float32", "bfloat16") means on `device`:
+    auto is bfloat16 on CPUs with native bfloat16 dot products, float32 elsewhere."""
+    if choice != "auto":
+        return choice
+    return "bfloat16" if device.type == "cpu" and native_bfloat16_cpu() else "float32"
+
+
 _FLUSH_DEPTH = 0
 
 
