@@ -112,6 +112,33 @@ def test_prior_at_the_first_step_is_the_standard_normal():
         del D
 
 
+def test_temperature_scales_the_draws_around_the_priors_mean_path():
+    """tau = 1 is the model's own sampler, draw for draw; tau = 0 is the mean path, the same
+    whatever the seed; in between, samples move towards it."""
+    model = small(T=4).eval()
+    caps = [SEEN] * 3
+
+    def draw(seed: int, **kw) -> torch.Tensor:
+        return model.sample(3, generator=torch.Generator().manual_seed(seed), captions=caps, **kw)
+
+    assert torch.equal(draw(0, temperature=1.0), draw(0))
+    mean_path = draw(0, temperature=0.0)
+    assert torch.equal(mean_path, draw(1, temperature=0.0)) and torch.equal(mean_path[0], mean_path[2])
+    assert not torch.equal(draw(0), draw(1))
+    far, near = (float((draw(0, temperature=t) - mean_path).abs().mean()) for t in (1.0, 0.1))
+    assert near < 0.5 * far
+    frames, _ = model.sample_canvases(3, torch.Generator().manual_seed(0), temperature=0.0, captions=caps)
+    assert torch.equal(frames[-1], mean_path)
+    with pytest.raises(UserError, match="0 or more"):
+        model.sample_in_chunks(2, temperature=-1.0, captions=caps[:2])
+
+
+def test_temperature_needs_the_ability():
+    vae = registry.create("vae", hidden_units=8, latent_dim=2)
+    with pytest.raises(UserError, match="temperature"):
+        vae.sample_in_chunks(2, temperature=0.5)
+
+
 @pytest.mark.parametrize(
     "text, says",
     [

@@ -351,3 +351,37 @@ def test_a_model_without_captions_is_refused_in_one_line(monkeypatch):
     message = str(err.value)
     assert "\n" not in message and "does not apply" in message and "captions" in message
     assert "conformity" in metrics.METRICS
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_frechet_distance_on_the_canvases_uses_the_checkers_features(
+    small_dir, captioned, mnist_full, monkeypatch
+):
+    """`--metric fid` on a 60 x 60 model: the checker's features, named fid_canvas; a model that
+    replays the floor set scores the floor exactly, and blank canvases score far worse."""
+    from genlearn.data import two_digit
+
+    checker = load_small(small_dir, captioned)
+    monkeypatch.setattr(cf, "load_checker", lambda **kw: checker)
+    monkeypatch.setattr(two_digit.mnist, "load", lambda *a, **k: mnist_full)
+    data = two_digit.load()
+
+    class Replay(GenerativeModel):
+        image_shape = (1, 60, 60)
+        name = "replay"
+
+        def __init__(self, images):
+            super().__init__()
+            self.images, self.at = images, 0
+
+        def sample(self, n, generator=None):
+            self.at += n
+            return self.images[self.at - n : self.at]
+
+    with one_thread():
+        floor = metrics.compute("fid", Replay(data.valid_x.all()), {}, data, metrics.Options())
+        blank = metrics.compute("fid", Replay(torch.zeros(10_000, 1, 60, 60)), {}, data, metrics.Options())
+    assert set(floor) == {"fid_canvas", "fid_canvas_real"}
+    assert floor["fid_canvas"] == pytest.approx(floor["fid_canvas_real"], rel=1e-9)
+    assert blank["fid_canvas"] > 10 * floor["fid_canvas"] > 0

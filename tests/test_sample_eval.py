@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import assert_user_error, needs_mnist, one_thread, run_cli, run_main
+from genlearn.errors import UserError
 from genlearn.eval import classifier as clf
 from genlearn.eval import metrics
 from genlearn.eval.parzen import DEFAULT_SIGMAS
@@ -108,3 +109,31 @@ def test_fid_of_a_model_with_other_images_is_a_one_line_error(tmp_path, monkeypa
         assert_user_error(
             run_main("eval", run, "--metric", metric), contains="must have shape (n, 1, 28, 28)"
         )
+
+
+def test_nearest_distances_are_the_brute_force_ones():
+    from genlearn.eval.sample_metrics import nearest_distances
+
+    g = torch.Generator().manual_seed(0)
+    queries, refs = torch.rand(7, 1, 5, 5, generator=g), torch.rand(23, 1, 5, 5, generator=g)
+    brute = torch.cdist(queries.flatten(1).double(), refs.flatten(1).double()).min(1).values
+    assert torch.allclose(nearest_distances(queries, refs, chunk=4), brute, atol=1e-5)
+    assert torch.allclose(nearest_distances(refs[3:5], refs), torch.zeros(2, dtype=torch.float64), atol=1e-3)
+
+
+def test_nearest_catches_a_model_that_copies_training_images(mnist_full):
+    with one_thread():
+        copies = metrics.compute("nearest", _Replay(mnist_full.train_x[5000:6000]), {}, mnist_full, _opts())
+        unseen = metrics.compute("nearest", _Replay(mnist_full.valid_x[:1000]), {}, mnist_full, _opts())
+    assert copies["nearest_train_samples"] < 1e-2  # each sample is a training image
+    # held-out images are as far from the training set whether they come as samples or as the split
+    assert unseen["nearest_train_samples"] == pytest.approx(unseen["nearest_train_test"], rel=0.05)
+    assert copies["nearest_train_test"] == unseen["nearest_train_test"] > 3
+
+
+def test_temperature_is_refused_for_a_model_that_cannot_and_for_other_metrics(mnist_full):
+    opts = metrics.Options(seed=0, temperature=0.5)
+    with pytest.raises(UserError, match="temperature"):
+        metrics.compute("nearest", _Replay(mnist_full.valid_x), {}, mnist_full, opts)
+    with pytest.raises(UserError, match="applies to the metrics of samples"):
+        metrics.compute("nll", _Replay(mnist_full.valid_x), {}, mnist_full, opts)

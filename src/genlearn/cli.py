@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         "LAPGAN's pyramid coarse to fine)",
     )
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="draw z_t = mu_t + T sigma_t eps_t (models that can: alignDRAW); 1 = the model, 0 = the mean path",
+    )
     given = s.add_mutually_exclusive_group()
     given.add_argument(
         "--labels",
@@ -71,11 +77,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--split", default="test", choices=("test", "valid"))
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="sampling temperature of sample-based metrics (models that can); figures get a _t<T> suffix",
+    )
     e.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where to evaluate")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
-    c = sub.add_parser("compare", help="one table of the metrics several runs share")
-    c.add_argument("runs", nargs="+")
+    c = sub.add_parser(
+        "compare", help="every metric of several runs in one table, grouped, with measured sampling speed"
+    )
+    c.add_argument("runs", nargs="+", help="run directories (each once)")
+    c.add_argument(
+        "--out", help="directory for compare.md (the table, configs, dates) and compare.png (samples)"
+    )
+    c.add_argument("--json", action="store_true", help="print the table as one JSON object")
 
     sub.add_parser("models", help="list the registered models")
     i = sub.add_parser("info", help="versions and data status, or one run's config and results")
@@ -230,11 +248,14 @@ def cmd_sample(args) -> int:
         raise UserError(f"directory {str(out.parent)!r} does not exist")
     model = runs.load_model(args.run)
     n, condition, per_label = _sample_conditions(model, args)
+    options = model.sampling_options(args.temperature)  # {} at temperature 1
     generator = torch.Generator().manual_seed(args.seed)
     if out.suffix == ".gif" and model.can("sample_alignments"):
         from genlearn.viz.alignment import save_alignment_gif, save_alignment_matrix
 
-        canvases, windows, alphas, captions = model.sample_alignments(n, generator=generator, **condition)
+        canvases, windows, alphas, captions = model.sample_alignments(
+            n, generator=generator, **condition, **options
+        )
         save_alignment_gif(canvases, windows, alphas, captions, out)
         shown = min(n, 8)
         matrix = save_alignment_matrix(alphas[:, :shown], captions[:shown], out.with_suffix(".png"))
@@ -244,7 +265,7 @@ def cmd_sample(args) -> int:
     if out.suffix == ".gif" and model.can("sample_pyramid"):
         from genlearn.viz.pyramid import save_pyramid_gif, save_pyramid_png
 
-        images, residuals = model.sample_pyramid(n, generator=generator, **condition)
+        images, residuals = model.sample_pyramid(n, generator=generator, **condition, **options)
         save_pyramid_gif(images, residuals, out, nrow=per_label if per_label > 1 else None)
         shown = min(n, 8)
         png = save_pyramid_png(
@@ -262,7 +283,7 @@ def cmd_sample(args) -> int:
     if out.suffix == ".gif":
         from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip
 
-        canvases, windows = model.sample_canvases(n, generator=generator, **condition)
+        canvases, windows = model.sample_canvases(n, generator=generator, **condition, **options)
         save_canvas_gif(canvases, out, windows=windows)
         strip = save_canvas_strip(canvases[:, : min(n, 8)], out.with_suffix(".png"))
         print(f"wrote the canvas of {n} samples over {len(canvases)} steps to {out} and {strip}")
@@ -270,7 +291,7 @@ def cmd_sample(args) -> int:
     if out.suffix == ".png" and n > MAX_GRID:
         raise UserError(f"--n {n} is too many for one picture (at most {MAX_GRID}); use .npz")
     _check_memory(model, n)
-    samples = model.sample_in_chunks(n, generator=generator, **condition)
+    samples = model.sample_in_chunks(n, generator=generator, temperature=args.temperature, **condition)
     try:
         if out.suffix == ".npz":  # images in [0, 1]; 2-D points as they are
             np.savez_compressed(out, **{"images" if model.image_shape else "points": samples.numpy()})
@@ -299,6 +320,7 @@ def cmd_eval(args) -> int:
         k=args.k,
         ais_runs=args.ais_runs,
         split=args.split,
+        temperature=args.temperature,
         progress=not args.json and sys.stderr.isatty(),
     )
     metrics.check_name(args.metric)
@@ -329,23 +351,9 @@ def cmd_eval(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from genlearn import runs
+    from genlearn import compare
 
-    rows = []
-    for run in args.runs:
-        name, _ = runs.run_config(run)
-        rows.append((run, name, runs.results(run).get("metrics", {})))
-    shared = [k for k in rows[0][2] if all(k in r[2] for r in rows)]
-    if not shared:
-        raise UserError("these runs share no metric; run `genlearn eval RUN --metric ...` on each first")
-    header = ["run", "model", *shared]
-    table = [
-        [run, name, *(f"{m[k]:.4f}" if isinstance(m[k], float) else str(m[k]) for k in shared)]
-        for run, name, m in rows
-    ]
-    widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
-    for r in [header, ["-" * w for w in widths], *table]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    print(compare.command(args.runs, out=args.out, as_json=args.json))
     return 0
 
 

@@ -119,21 +119,32 @@ class ConformityChecker(nn.Module):
         # exact-match accuracies on the real test composites, from training or the cached JSON
         self.accuracies: dict[str, float] = {}
 
-    def _logits(self, x: Tensor) -> Tensor:
+    def _features(self, x: Tensor) -> Tensor:
         h = x
         for conv, norm in zip(self.convs, self.norms):
             h = F.relu(norm(conv(h)))
-        h = F.relu(self.fc1(h.flatten(1)))
-        return self.fc2(h).view(-1, N_POSITIONS, N_CLASSES)
+        return F.relu(self.fc1(h.flatten(1)))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits (n, 8, 11), in chunks on the checker's device (bounded memory)."""
+    def _logits(self, x: Tensor) -> Tensor:
+        return self.fc2(self._features(x)).view(-1, N_POSITIONS, N_CLASSES)
+
+    def _chunked(self, fn, x: Tensor, shape: tuple[int, ...]) -> Tensor:
+        """`fn` over chunks of `x` moved to the checker's device (bounded memory)."""
         x = as_canvases(x)
         device = self.fc2.weight.device
         if x.shape[0] == 0:
-            return torch.zeros(0, N_POSITIONS, N_CLASSES, device=device)
+            return torch.zeros(0, *shape, device=device)
         size = CUDA_CHUNK if device.type == "cuda" else CHUNK
-        return torch.cat([self._logits(chunk.to(device, torch.float32)) for chunk in x.split(size)])
+        return torch.cat([fn(chunk.to(device, torch.float32)) for chunk in x.split(size)])
+
+    def features(self, x: Tensor) -> Tensor:
+        """The 256 activations before the readout (n, 256): what a Frechet distance on 60 x 60
+        canvases compares (`genlearn eval --metric fid` on such a model)."""
+        return self._chunked(self._features, x, (self.fc1.out_features,))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (n, 8, 11)."""
+        return self._chunked(self._logits, x, (N_POSITIONS, N_CLASSES))
 
 
 @torch.no_grad()

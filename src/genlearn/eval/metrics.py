@@ -28,6 +28,7 @@ class Options:
     k: int = 5000
     ais_runs: int = 100
     split: str = "test"
+    temperature: float = 1.0
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -37,6 +38,8 @@ class Options:
             raise UserError(f"--ais-runs must be at least 1, got {self.ais_runs}")
         if self.split not in ("test", "valid"):
             raise UserError(f"unknown split {self.split!r}; choose test or valid")
+        if not self.temperature >= 0:
+            raise UserError(f"--temperature must be 0 or more, got {self.temperature:g}")
 
 
 def _generator(split: dict[str, torch.Tensor], seed: int) -> torch.Generator:
@@ -95,12 +98,13 @@ def _images_of(model, metric: str) -> None:
         )
 
 
-def _samples(model, n: int, seed: int, **condition: Any) -> torch.Tensor:
-    """n samples from the model, seeded, on the CPU, in chunks of at most 1,000; a conditional
-    model draws its conditions from the held-out distribution unless they are given."""
-    torch.manual_seed(seed)
+def _samples(model, n: int, opts: Options, **condition: Any) -> torch.Tensor:
+    """n samples from the model, seeded, at the options' temperature, on the CPU, in chunks of at
+    most 1,000; a conditional model draws its conditions from the held-out distribution unless
+    they are given."""
+    torch.manual_seed(opts.seed)
     model.eval()
-    return model.sample_in_chunks(n, **condition)
+    return model.sample_in_chunks(n, temperature=opts.temperature, **condition)
 
 
 def parzen(model, split, data, opts: Options) -> dict[str, Any]:
@@ -113,7 +117,7 @@ def parzen(model, split, data, opts: Options) -> dict[str, Any]:
     valid = data.valid_x[: pz.N_VALID]
     out: dict[str, Any] = {}
     sets = (
-        ("parzen", _samples(model, pz.N_SAMPLES, opts.seed)),
+        ("parzen", _samples(model, pz.N_SAMPLES, opts)),
         ("parzen_real_train", data.train_images(pz.N_SAMPLES)),
     )
     for name, points in sets:
@@ -135,12 +139,16 @@ def _classifiable(samples: torch.Tensor) -> torch.Tensor:
 
 def fid(model, split, data, opts: Options) -> dict[str, Any]:
     """Frechet distance between the in-project classifier's features of 10,000 samples and of the
-    split's images, with the same distance for the 10,000 validation images as the floor."""
+    split's images, with the same distance for the 10,000 validation images as the floor. On the
+    60 x 60 canvases the features are the conformity checker's instead (`fid_canvas`): another
+    feature space, so another name, never one column with the 28 x 28 figure."""
     from genlearn.eval import sample_metrics as sm
     from genlearn.eval.classifier import load_classifier
 
     _images_of(model, "fid")
-    samples = _classifiable(_samples(model, N_SAMPLE_METRIC, opts.seed))
+    if model.image_shape == CANVAS_SHAPE:
+        return _fid_canvas(model, data, opts)
+    samples = _classifiable(_samples(model, N_SAMPLE_METRIC, opts))
     classifier = load_classifier(progress=opts.progress)
     floor_set = data.valid_x if opts.split == "test" else data.test_x
     held = sm.feature_stats(getattr(data, f"{opts.split}_x"), classifier, "held-out images")
@@ -150,6 +158,36 @@ def fid(model, split, data, opts: Options) -> dict[str, Any]:
     }
 
 
+CANVAS_SHAPE = (1, 60, 60)  # the two-digit canvases: no MNIST classifier reads them
+
+
+def _fid_canvas(model, data, opts: Options) -> dict[str, Any]:
+    """The Frechet distance on the conformity checker's 256 features (eval/conformity.py): a
+    network trained on 60 x 60 canvases of MNIST training digits to read which digit sits where,
+    so its features see digit shapes and their places. Same protocol as `fid`."""
+    from genlearn.eval import sample_metrics as sm
+    from genlearn.eval.conformity import load_checker
+
+    samples = _samples(model, N_SAMPLE_METRIC, opts)
+    checker = load_checker(progress=opts.progress)
+
+    def stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            return sm.gaussian_stats(checker.features(images).to("cpu", torch.float64))
+
+    floor_set = data.valid_x if opts.split == "test" else data.test_x
+    held = stats(_all(getattr(data, f"{opts.split}_x")))
+    return {
+        "fid_canvas": sm.frechet_from_stats(*stats(samples), *held),
+        "fid_canvas_real": sm.frechet_from_stats(*stats(_all(floor_set)), *held),
+    }
+
+
+def _all(images: Any) -> torch.Tensor:
+    """A split's images as one tensor (the two-digit canvases are composed on demand)."""
+    return images if isinstance(images, torch.Tensor) else images[: len(images)]
+
+
 def coverage(model, split, data, opts: Options) -> dict[str, Any]:
     """Class histogram of 10,000 samples by the classifier, its KL from uniform, and the
     classifier score exp(E KL(p(y|x) || p(y)))."""
@@ -157,7 +195,7 @@ def coverage(model, split, data, opts: Options) -> dict[str, Any]:
     from genlearn.eval.classifier import load_classifier
 
     _images_of(model, "coverage")
-    samples = _classifiable(_samples(model, N_SAMPLE_METRIC, opts.seed))
+    samples = _classifiable(_samples(model, N_SAMPLE_METRIC, opts))
     classifier = load_classifier(progress=opts.progress)
     log_p = sm.class_log_probs(samples, classifier)  # one pass of the classifier for all three
     hist = sm.histogram_of(log_p)
@@ -181,7 +219,7 @@ def label_agreement(model, split, data, opts: Options) -> dict[str, Any]:
             f"metric 'label_agreement' does not apply to model {model.name!r} (it takes no labels)"
         )
     labels = torch.arange(NUM_CLASSES).repeat_interleave(N_SAMPLE_METRIC // NUM_CLASSES)
-    samples = _classifiable(_samples(model, len(labels), opts.seed, labels=labels.to(model.device)))
+    samples = _classifiable(_samples(model, len(labels), opts, labels=labels.to(model.device)))
     classifier = load_classifier(progress=opts.progress)
     hits = (sm.class_log_probs(samples, classifier).argmax(1) == labels).double()
     mean, stderr = mean_and_stderr(hits)
@@ -216,7 +254,12 @@ def conformity(model, split, data, opts: Options) -> dict[str, Any]:
         texts = [cap.decode(t) for t in tokens]
         pieces = [texts[i : i + 1000] for i in range(0, len(texts), 1000)]
         bar = tqdm(pieces, desc=f"conformity ({part})", unit="chunk", disable=not opts.progress)
-        samples = torch.cat([model.sample_in_chunks(len(c), generator=generator, captions=c) for c in bar])
+        samples = torch.cat(
+            [
+                model.sample_in_chunks(len(c), generator=generator, temperature=opts.temperature, captions=c)
+                for c in bar
+            ]
+        )
         hits = exact_match(checker, samples, tokens).double()
         out[f"conformity_{part}"], out[f"conformity_{part}_stderr"] = mean_and_stderr(hits)
         out[f"conformity_real_{part}"] = exact_match(checker, real["x"], tokens).double().mean().item()
@@ -225,6 +268,26 @@ def conformity(model, split, data, opts: Options) -> dict[str, Any]:
             out["conformity_seen_per_type"] = [
                 round(hits[kind == k].mean().item(), 4) for k in range(len(cap.TYPES))
             ]
+    return out
+
+
+N_NEAREST = 1000  # samples, and test images, whose nearest training image `nearest` finds
+
+
+def nearest(model, split, data, opts: Options) -> dict[str, Any]:
+    """Are samples copies? The mean Euclidean distance from 1,000 samples to their nearest
+    training image, beside the same for 1,000 of the split's images (which no model has seen):
+    samples much nearer the training set than held-out images are would be memorised ones."""
+    from genlearn.eval.sample_metrics import nearest_distances
+    from genlearn.nn.stats import mean_and_stderr
+
+    _images_of(model, "nearest")
+    train = data.train_images(len(data))
+    held = _all(getattr(data, f"{opts.split}_x")[:N_NEAREST])
+    out: dict[str, Any] = {}
+    for name, queries in (("samples", _samples(model, N_NEAREST, opts)), (opts.split, held)):
+        mean, stderr = mean_and_stderr(nearest_distances(queries, train))
+        out |= {f"nearest_train_{name}": mean, f"nearest_train_{name}_stderr": stderr}
     return out
 
 
@@ -257,6 +320,7 @@ METRICS: dict[str, Callable[..., dict[str, Any]]] = {
     "coverage": coverage,
     "label_agreement": label_agreement,
     "conformity": conformity,
+    "nearest": nearest,
     "ais": ais,
 }
 
@@ -267,7 +331,19 @@ def check_name(name: str) -> None:
         raise UserError(f"unknown metric {name!r}; available: {', '.join(METRICS)}")
 
 
+SAMPLED = ("parzen", "fid", "coverage", "label_agreement", "conformity", "nearest")  # metrics of samples
+
+
 def compute(name: str, model, split: dict[str, torch.Tensor], data: Any, opts: Options) -> dict[str, Any]:
-    """Metric `name` of `model` on the held-out batch dict `split` of data set `data`."""
+    """Metric `name` of `model` on the held-out batch dict `split` of data set `data`. At a
+    sampling temperature other than 1 every figure is named with a `_t<T>` suffix (conformity_seen_t0.5),
+    so that it never stands in results.json for the model's own."""
     check_name(name)
-    return METRICS[name](model, split, data, opts)
+    if opts.temperature == 1.0:
+        return METRICS[name](model, split, data, opts)
+    if name not in SAMPLED:
+        raise UserError(
+            f"--temperature applies to the metrics of samples ({', '.join(SAMPLED)}), not {name!r}"
+        )
+    model.sampling_options(opts.temperature)  # refuses a model that cannot, before any work
+    return {f"{k}_t{opts.temperature:g}": v for k, v in METRICS[name](model, split, data, opts).items()}

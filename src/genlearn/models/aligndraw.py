@@ -117,7 +117,7 @@ class AlignDRAW(GenerativeModel):
     """DRAW conditioned on a caption through a bidirectional language LSTM and a soft alignment."""
 
     Config = Config
-    capabilities = frozenset({"nll_bound", "sample_canvases", "sample_alignments"})
+    capabilities = frozenset({"nll_bound", "sample_canvases", "sample_alignments", "temperature"})
     conditions = ("captions",)
 
     def __init__(self, config: Config):
@@ -348,11 +348,16 @@ class AlignDRAW(GenerativeModel):
     # ----------------------------------------------------------------------------------------
     # generation: the decoder alone, z_t from the learned prior, attending to the caption
     @torch.no_grad()
-    def _generate(self, tokens: torch.Tensor, mask: torch.Tensor, generator, keep: bool):
-        """-> (c_T, [c_1..c_T], [write windows], [alpha_1..alpha_T]) (lists empty unless `keep`)."""
+    def _generate(
+        self, tokens: torch.Tensor, mask: torch.Tensor, generator, keep: bool, temperature: float = 1.0
+    ):
+        """-> (c_T, [c_1..c_T], [write windows], [alpha_1..alpha_T]) (lists empty unless `keep`).
+        z_t = mu_t + tau sigma_t eps_t at temperature tau (the same draws of eps at every tau)."""
         c = self.config
         n = tokens.shape[0]
         eps = torch.randn(self.T, n, c.z_size, generator=generator, device=self.c0.device)
+        if temperature != 1.0:
+            eps = eps * temperature
         h_lang, u_lang = self._language(tokens, mask)
         canvas, _, _, h_dec, cell_dec = self._initial(n)
         used = self.sizes[:4]
@@ -382,17 +387,21 @@ class AlignDRAW(GenerativeModel):
         return [captions] * n if isinstance(captions, str) else list(captions)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, **condition: Any) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0, **condition: Any
+    ) -> torch.Tensor:
         """sigmoid(c_T) drawn for `captions` (n strings, or one for all; held-out captions from
-        the data by default): (n, 1, H, W) in [0, 1]."""
+        the data by default): (n, 1, H, W) in [0, 1]. A `temperature` tau < 1 draws z_t nearer
+        the prior's mean, mu_t + tau sigma_t eps_t (0: the mean path; see RESULTS for what it
+        does to conformity)."""
         captions = self._conditions(n, generator, condition)
         tokens, mask = self._caption_batch(n, captions)
         with flush_denormals():
-            return self._images(self._generate(tokens, mask, generator, keep=False)[0])
+            return self._images(self._generate(tokens, mask, generator, False, temperature)[0])
 
     @torch.no_grad()
     def sample_alignments(
-        self, n: int, generator: torch.Generator | None = None, **condition: Any
+        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0, **condition: Any
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
         """The drawing over time: canvases sigmoid(c_t) (T, n, 1, H, W), write windows (T, n, 4)
         (x0, y0, x1, y1 in 0-based pixels), alignments alpha (T, n, L) over each caption's words
@@ -400,7 +409,7 @@ class AlignDRAW(GenerativeModel):
         captions = self._conditions(n, generator, condition)
         tokens, mask = self._caption_batch(n, captions)
         with flush_denormals():
-            _, canvases, windows, alphas = self._generate(tokens, mask, generator, keep=True)
+            _, canvases, windows, alphas = self._generate(tokens, mask, generator, True, temperature)
         frames = torch.stack([self._images(c) for c in canvases])
         words = [
             " ".join(self.words[t] for t, m in zip(row, keep) if m)
@@ -409,10 +418,10 @@ class AlignDRAW(GenerativeModel):
         return frames, torch.stack(windows), torch.stack(alphas), words
 
     def sample_canvases(
-        self, n: int, generator: torch.Generator | None = None, **condition: Any
+        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0, **condition: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The canvas at every step (T, n, 1, H, W) and the write windows (T, n, 4)."""
-        frames, windows, _, _ = self.sample_alignments(n, generator, **condition)
+        frames, windows, _, _ = self.sample_alignments(n, generator, temperature, **condition)
         return frames, windows
 
     # ----------------------------------------------------------------------------------------

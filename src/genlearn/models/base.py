@@ -33,6 +33,8 @@ CAPABILITIES: dict[str, str] = {
     "latent_2d": "a 2-D latent space: decode_mean(z) gives the mean image of each z (the manifold)",
     "sample_canvases": "sample_canvases(n, generator): the canvas over time, DRAW-like",
     "sample_alignments": "sample_alignments(n, generator): the canvas over time with the caption's word alignments",
+    "temperature": "sample(n, generator, temperature=tau, **condition) (and its other samplers) draw every "
+    "z_t as mu_t + tau sigma_t eps_t: tau = 1 is the model itself, 0 the prior's mean path",
     "sample_pyramid": "sample_pyramid(n, generator, **condition): each level of a Laplacian pyramid, as "
     "(images, residuals), coarse to fine: images [I_K, ..., I_0], each (n, C, H_k, W_k) in [0, 1]; "
     "residuals [h_{K-1}, ..., h_0], images[j + 1] = u(images[j]) + residuals[j]; images[-1] is the sample",
@@ -94,16 +96,35 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def sample_in_chunks(
-        self, n: int, generator: torch.Generator | None = None, chunk: int = 1000, **condition: Any
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        chunk: int = 1000,
+        temperature: float = 1.0,
+        **condition: Any,
     ) -> torch.Tensor:
         """`sample(n, generator, **condition)` drawn `chunk` at a time (the conditions split
         alike) and gathered on the CPU as float32: a large n never asks the model for one huge
-        allocation. With n <= chunk it is one call of `sample`."""
+        allocation. With n <= chunk it is one call of `sample`. A `temperature` other than 1
+        needs the "temperature" ability (refused with one line otherwise)."""
+        options = self.sampling_options(temperature)
         parts = []
         for start in range(0, n, chunk):
             part = {k: v[start : start + chunk] for k, v in condition.items()}
-            parts.append(self.sample(min(chunk, n - start), generator=generator, **part).float().cpu())
+            parts.append(
+                self.sample(min(chunk, n - start), generator=generator, **part, **options).float().cpu()
+            )
         return torch.cat(parts)
+
+    def sampling_options(self, temperature: float = 1.0) -> dict[str, Any]:
+        """The keyword arguments of `sample` beyond the conditions: {} for the model itself, or
+        {"temperature": tau} for a model that can sample at another temperature."""
+        if temperature == 1.0:
+            return {}
+        self.require("temperature", "a sampling temperature other than 1")
+        if not temperature >= 0:
+            raise UserError(f"the temperature must be 0 or more, got {temperature:g}")
+        return {"temperature": float(temperature)}
 
     # ---- hooks ----------------------------------------------------------------------------------
     def prepare(self, data: Any, batch_size: int) -> None:

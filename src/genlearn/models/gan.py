@@ -37,7 +37,9 @@ Networks (`arch`):
 - `conv`, the modern baseline (`dcgan`, after Radford et al. 2016, small for a CPU): G: z (100,
   Gaussian) -> 64 x 7 x 7 -> transposed convolutions to 32 x 14 x 14 and 1 x 28 x 28, batch norm
   and ReLU between, sigmoid out; D: strided convolutions 1 -> 32 -> 64 channels with leaky ReLU
-  (batch norm on the second), then a linear logit. Adam, lr 2e-4, beta_1 = 0.5.
+  (batch norm on the second), then a linear logit. Adam, lr 2e-4, beta_1 = 0.5. On the 60 x 60
+  two-digit canvases (`dataset = mnist-2digit`, LAPGAN's comparison) the same layers run at
+  15 -> 30 -> 60 (G) and 60 -> 30 -> 15 (D).
 
 On 2-D toy data (`dataset = ring8` or `grid25`) the `mlp` networks output two linear
 coordinates instead of 784 sigmoid pixels.
@@ -70,12 +72,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from genlearn.config import LR_SCHEDULES, TOY_DATASETS, Common, bounded, choice
+from genlearn.config import IMAGE_DATASETS, LR_SCHEDULES, TOY_DATASETS, Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models.base import GenerativeModel
 
-GAN_DATASETS = ("mnist", *TOY_DATASETS)
-IMAGE_SHAPE = (1, 28, 28)
+GAN_DATASETS = (*IMAGE_DATASETS, *TOY_DATASETS)
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "mnist-2digit": (1, 60, 60)}  # (C, H, W) of each image data set
 N_CLASSES = 10  # MNIST's digits: the labels a conditional GAN takes
 # Collapse warnings, each after `_PATIENCE` consecutive updates: D's loss below _D_LOSS_COLLAPSE,
 # or G's gradient norm below _G_GRAD_VANISH times the largest it has been in this process (the
@@ -90,7 +92,11 @@ class Config(Common):
     arch: str = choice("mlp", ("mlp", "conv"), "networks: the paper's MLP/maxout pair, or convolutional")
     loss: str = choice("non-saturating", ("non-saturating", "minimax"), "generator objective")
     k: int = bounded(1, min=1, help="discriminator updates per generator update (Algorithm 1)")
-    dataset: str = choice("mnist", GAN_DATASETS, "training data: MNIST intensities or a 2-D mixture")
+    dataset: str = choice(
+        "mnist",
+        GAN_DATASETS,
+        "training data: MNIST intensities, the 60 x 60 two-digit canvases or a 2-D mixture",
+    )
     z_dim: int = bounded(100, min=1, help="noise dimension")
     noise: str = choice("uniform", ("uniform", "gaussian"), "p_z: U[-sqrt 3, sqrt 3] or N(0, 1)")
     g_hidden: int = bounded(1200, min=1, help="generator hidden units per layer (mlp)")
@@ -106,8 +112,12 @@ class Config(Common):
     lr_decay: float = bounded(1.000004, min=1.0, help="lr divided by this every step (exponential)")
     lr_final: float = bounded(1e-5, min=0.0, help="the decayed lr's floor as a fraction of lr")
     beta1: float = bounded(0.5, min=0.0, max=1.0, help="Adam's beta_1")
-    g_channels: int = bounded(64, min=1, help="channels of G's 7 x 7 layer, halved at 14 x 14 (conv)")
-    d_channels: int = bounded(32, min=1, help="channels of D's 14 x 14 layer, doubled at 7 x 7 (conv)")
+    g_channels: int = bounded(
+        64, min=1, help="channels of G's 7 x 7 (15 x 15) layer, halved at twice the size (conv)"
+    )
+    d_channels: int = bounded(
+        32, min=1, help="channels of D's 14 x 14 (30 x 30) layer, doubled at half the size (conv)"
+    )
     g_ema: float = bounded(
         0.0, min=0.0, max=0.99999, help="decay of a moving average of G's weights that samples; 0 = off"
     )
@@ -174,31 +184,34 @@ def mlp_discriminator(c: Config, in_dim: int) -> nn.Sequential:
     return net
 
 
-def conv_generator(c: Config) -> nn.Sequential:
-    ch = c.g_channels
+def conv_generator(c: Config, shape: tuple[int, int, int]) -> nn.Sequential:
+    """z -> ch x s x s -> ch/2 x 2s x 2s -> image 4s x 4s, s = a quarter of the image's side."""
+    ch, (channels, height, width) = c.g_channels, shape
+    h, w = height // 4, width // 4
     return nn.Sequential(
-        nn.Linear(c.z_dim + n_labels(c), ch * 7 * 7),
-        nn.Unflatten(1, (ch, 7, 7)),
+        nn.Linear(c.z_dim + n_labels(c), ch * h * w),
+        nn.Unflatten(1, (ch, h, w)),
         nn.BatchNorm2d(ch),
         nn.ReLU(),
-        nn.ConvTranspose2d(ch, ch // 2, 4, stride=2, padding=1),  # 14 x 14
+        nn.ConvTranspose2d(ch, ch // 2, 4, stride=2, padding=1),  # 14 x 14 (30 x 30)
         nn.BatchNorm2d(ch // 2),
         nn.ReLU(),
-        nn.ConvTranspose2d(ch // 2, 1, 4, stride=2, padding=1),  # 28 x 28
+        nn.ConvTranspose2d(ch // 2, channels, 4, stride=2, padding=1),  # 28 x 28 (60 x 60)
         nn.Sigmoid(),
     )
 
 
-def conv_discriminator(c: Config) -> nn.Sequential:
-    ch = c.d_channels
+def conv_discriminator(c: Config, shape: tuple[int, int, int]) -> nn.Sequential:
+    """image -> ch at half the side -> 2 ch at a quarter -> logit."""
+    ch, (channels, height, width) = c.d_channels, shape
     return nn.Sequential(
-        nn.Conv2d(1 + n_labels(c), ch, 4, stride=2, padding=1),  # 14 x 14
+        nn.Conv2d(channels + n_labels(c), ch, 4, stride=2, padding=1),  # 14 x 14 (30 x 30)
         nn.LeakyReLU(0.2),
-        nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1),  # 7 x 7
+        nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1),  # 7 x 7 (15 x 15)
         nn.BatchNorm2d(2 * ch),
         nn.LeakyReLU(0.2),
         nn.Flatten(),
-        nn.Linear(2 * ch * 7 * 7, 1),
+        nn.Linear(2 * ch * (height // 4) * (width // 4), 1),
     )
 
 
@@ -370,17 +383,17 @@ class GAN(GenerativeModel):
     def __init__(self, config: Config):
         super().__init__()
         self.config = c = config
-        self.toy = c.dataset != "mnist"
+        self.toy = c.dataset in TOY_DATASETS
         if self.toy and c.arch != "mlp":
             raise UserError(f"dataset {c.dataset} is 2-D points: it needs arch=mlp, not {c.arch}")
+        self.image_shape = None if self.toy else IMAGE_SHAPES[c.dataset]
         if c.arch == "mlp":
-            out = 2 if self.toy else math.prod(IMAGE_SHAPE)
+            out = 2 if self.toy else math.prod(self.image_shape)
             self.G = mlp_generator(c, out, sigmoid=not self.toy)
             self.D = mlp_discriminator(c, out)
         else:
-            self.G, self.D = conv_generator(c), conv_discriminator(c)
-        self.out_shape = (2,) if self.toy else IMAGE_SHAPE
-        self.image_shape = None if self.toy else IMAGE_SHAPE
+            self.G, self.D = conv_generator(c, self.image_shape), conv_discriminator(c, self.image_shape)
+        self.out_shape = (2,) if self.toy else self.image_shape
         self.conditions = ("labels",) if c.conditional else ()
         # G_ema: the exponential moving average of G's weights and batch-norm statistics
         # (Yazici et al., ICLR 2019), updated after every generator step; it draws the samples.
@@ -418,7 +431,7 @@ class GAN(GenerativeModel):
         self.steps_per_epoch = max(1, len(data.train_x) // batch_size)
         if self.toy or self.config.arch != "mlp":
             return
-        p = data.train_x.flatten(1).mean(0).clamp(1e-6, 1 - 1e-6)
+        p = data.train_images(len(data)).flatten(1).mean(0).clamp(1e-6, 1 - 1e-6)
         with torch.no_grad():
             self.G[-2].bias.copy_(torch.log(p / (1 - p)))
 
@@ -448,9 +461,9 @@ class GAN(GenerativeModel):
             if self.config.conditional:
                 x = torch.cat([x, one_hot(labels)], 1)
         else:
-            x = x.view(-1, *IMAGE_SHAPE)
+            x = x.view(-1, *self.image_shape)
             if self.config.conditional:
-                planes = one_hot(labels)[:, :, None, None].expand(-1, -1, *IMAGE_SHAPE[1:])
+                planes = one_hot(labels)[:, :, None, None].expand(-1, -1, *self.image_shape[1:])
                 x = torch.cat([x, planes], 1)
         return self.D(x).squeeze(1)
 
