@@ -69,6 +69,7 @@ METRIC_NEEDS: dict[str, tuple[str, ...] | None] = {
     "label_agreement": ("labels",),
     "conformity": ("captions",),
     "ais": ("log_likelihood_bound", "free_energy"),
+    "nearest": None,
 }
 
 
@@ -173,6 +174,14 @@ def _check_capabilities(model: GenerativeModel) -> None:
             images, residuals = model.sample_pyramid(2, generator=torch.Generator().manual_seed(0))
             assert images[-1].shape == (2, *model.image_shape) and len(residuals) == len(images) - 1
             assert torch.equal(images[-1], model.sample(2, generator=torch.Generator().manual_seed(0)))
+        if model.can("temperature"):  # tau = 1 is the model's own sampler, draw for draw
+            given = model.default_conditions(2, torch.Generator().manual_seed(0))
+            own = model.sample(2, torch.Generator().manual_seed(0), **given)
+            assert torch.equal(
+                model.sample(2, torch.Generator().manual_seed(0), temperature=1.0, **given), own
+            )
+            cold = model.sample(2, torch.Generator().manual_seed(0), temperature=0.0, **given)
+            assert cold.shape == own.shape and float(cold.min()) >= 0 and float(cold.max()) <= 1
         if model.can("sample_alignments"):
             frames, windows, alphas, shown = model.sample_alignments(2, torch.Generator().manual_seed(0))
             assert frames.shape[1:] == (2, *model.image_shape) and windows.shape[:2] == frames.shape[:2]
@@ -210,6 +219,9 @@ def _check_refusals(model: GenerativeModel, run_dir: Path) -> None:
             assert_user_error(proc, contains="does not apply" if needs else "scores images")
     if not (model.can("sample_canvases") or model.can("sample_pyramid")):
         assert_user_error(run_main("sample", run_dir, "--out", run_dir / "x.gif"), contains=".gif")
+    if not model.can("temperature"):
+        proc = run_main("sample", run_dir, "--out", run_dir / "x.png", "--temperature", "0.5")
+        assert_user_error(proc, contains="temperature")
     if "labels" not in model.conditions:
         assert_user_error(
             run_main("sample", run_dir, "--out", run_dir / "x.png", "--labels", "3"), contains="labels"
