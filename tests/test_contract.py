@@ -34,14 +34,8 @@ SMALL = {
     "gan-points": {"dataset": "ring8", "g_hidden": 16, "d_units": 8, "z_dim": 4},
     "dcgan": {"g_channels": 8, "d_channels": 8},
     "cgan": {"g_channels": 8, "d_channels": 8},
-    "lapgan": {"g_channels": 4, "d_channels": 4, "coarse_g_hidden": 16, "coarse_d_hidden": 8, "z_dim": 8},
-    "lapgan-conditional": {
-        "g_channels": 4,
-        "d_channels": 4,
-        "coarse_g_hidden": 16,
-        "coarse_d_hidden": 8,
-        "z_dim": 8,
-    },
+    "lapgan": {"g_channels": 4, "d_channels": 4, "coarse_channels": 8, "z_dim": 8},
+    "lapgan-conditional": {"g_channels": 4, "d_channels": 4, "coarse_channels": 8, "z_dim": 8},
     "aligndraw": {
         "T": 3,
         "enc_size": 16,

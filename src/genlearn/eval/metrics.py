@@ -113,7 +113,7 @@ def parzen(model, split, data, opts: Options) -> dict[str, Any]:
     from genlearn.eval import parzen as pz
 
     _images_of(model, "parzen")
-    held = getattr(data, f"{opts.split}_x")
+    held = _all(getattr(data, f"{opts.split}_x"))
     valid = data.valid_x[: pz.N_VALID]
     out: dict[str, Any] = {}
     sets = (
