@@ -422,3 +422,19 @@ def test_both_coarsest_pairs_make_and_judge_the_coarsest_images(arch, dataset, c
     assert coarse.shape == (2, 1, side, side) and 0 <= float(coarse.min()) and float(coarse.max()) <= 1
     assert model.D[-1](coarse, onehot).shape == (2, 1)
     assert model.sample(2, **({"labels": labels} if conditional else {})).shape == (2, *model.image_shape)
+
+
+def test_a_run_saved_before_coarse_arch_keeps_its_mlp_pair(tmp_path):
+    """Runs written before `coarse_arch` existed have the MLP coarsest pair: they still load."""
+    from genlearn import config as cfg
+    from genlearn import runs
+
+    model = make(
+        coarse_arch="mlp", g_channels=4, d_channels=4, coarse_g_hidden=16, coarse_d_hidden=8, z_dim=8
+    )
+    text = cfg.to_toml(model.config, "lapgan", "0.1.0")
+    old = "\n".join(
+        line for line in text.splitlines() if not line.startswith(("coarse_arch", "coarse_channels"))
+    )
+    (tmp_path / runs.CONFIG_FILE).write_text(old + "\n")
+    assert runs.run_config(tmp_path)[1].coarse_arch == "mlp"
