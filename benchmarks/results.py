@@ -94,7 +94,7 @@ FULL = Mode("full", budget=900.0, k=5000, ais_runs=100)
 # takes seconds: DRAW-like models with 4 glimpses and 16-unit LSTMs, narrow GANs, small RBMs.
 TINY_DRAW = {"T": "4", "enc_size": "16", "dec_size": "16", "z_size": "4"}
 TINY_GAN = {"g_channels": "8", "d_channels": "8"}
-TINY_LAPGAN = {**TINY_GAN, "coarse_g_hidden": "32", "coarse_d_hidden": "32", "z_dim": "16"}
+TINY_LAPGAN = {**TINY_GAN, "coarse_channels": "8", "z_dim": "16"}
 QUICK = Mode(
     "quick",
     budget=2.0,
