@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from conftest import needs_mnist, one_thread, resume_then_compare
 from genlearn import registry
+from genlearn.data.base import DataSet
 from genlearn.models import gan
 from genlearn.models.gan import GAN, Maxout, log_d, log_one_minus_d
 
@@ -71,7 +72,7 @@ def test_paper_networks_have_the_published_sizes():
     assert isinstance(registry.create("dcgan").optimizers["g"], torch.optim.Adam)
 
 
-class _Data:
+class _Data(DataSet):
     def __init__(self, x):
         self.train_x = x
 

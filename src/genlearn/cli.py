@@ -15,7 +15,9 @@ from typing import Any
 from genlearn.errors import Interrupted, TrainingError, UserError
 
 # `genlearn.eval.metrics.METRICS`'s names, written out so that `--help` does not import torch
-METRIC_NAMES = ("elbo", "nll", "probe", "parzen", "fid", "coverage", "label_agreement", "conformity", "ais")
+METRIC_NAMES = (
+    "elbo", "nll", "probe", "parzen", "fid", "coverage", "label_agreement", "conformity", "nearest", "ais",
+)  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
