@@ -5,7 +5,8 @@ every metric that applies to it, and compared in one table written into docs/RES
 
 The plan is one run directory per family under `--plan` (default runs/results), trained and
 evaluated through the command line as a user would (`genlearn train NAME --config PRESET --out DIR
---set time_limit=BUDGET ... --quiet`, then `genlearn eval DIR --metric M --json` for each metric),
+--set time_limit=BUDGET ... --quiet`, then `genlearn eval DIR --metric M --json` for each metric,
+the metrics of unconditioned samples in one call so that they share one draw),
 each job on one thread, N families side by side. Which metrics apply is decided as `genlearn
 compare` decides it: from the model's declared capabilities, conditions and image shape. The table
 and the samples figure are `genlearn compare`'s, written between the markers of a generated section
@@ -50,6 +51,7 @@ from tqdm import tqdm
 from genlearn import compare, registry, runs
 from genlearn import config as cfg
 from genlearn.errors import UserError
+from genlearn.eval.metrics import SHARED_DRAW
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -150,10 +152,19 @@ class Family:
         return all(key in held for key in self.metrics[metric])
 
     def steps(self) -> list[str]:
-        return ["train", *self.metrics]
+        """Training, then the evaluations: one for the metrics that share a draw of samples
+        (`parzen,fid,coverage,nearest`: one `genlearn eval --metric a,b` draws them once, which
+        for a Gibbs sampler is most of the evaluation), one for each other metric."""
+        shared = [m for m in self.metrics if m in SHARED_DRAW]
+        alone = [m for m in self.metrics if m not in SHARED_DRAW]
+        return ["train", *alone, *([",".join(shared)] if shared else [])]
+
+    def pending(self, step: str) -> list[str]:
+        """The metrics of an evaluation step not recorded yet."""
+        return [m for m in step.split(",") if not self.recorded(m)]
 
     def done(self, step: str) -> bool:
-        return self.trained() if step == "train" else self.recorded(step)
+        return self.trained() if step == "train" else not self.pending(step)
 
 
 def preset_path(name: str) -> Path:
@@ -197,7 +208,7 @@ def applicable_metrics(model: Any, k: int) -> dict[str, list[str]]:
     (its rows' `applies`), each with the results.json keys that show it was recorded."""
     keys: dict[str, list[str]] = {}
     for spec in compare.metric_specs([]):
-        if spec.metric and spec.applies and spec.applies(model):
+        if spec.metric and spec.applies(model):
             keys.setdefault(spec.metric, []).append(f"nll_k{k}" if spec.key == "nll_k" else spec.key)
     return keys
 
@@ -358,7 +369,7 @@ def step_args(family: Family, step: str, mode: Mode) -> list[str]:
             "--set", *sets,
         ]  # fmt: skip
     extra = {"nll": ["--k", str(mode.k)], "ais": ["--ais-runs", str(mode.ais_runs)]}.get(step, [])
-    return ["eval", str(family.run), "--metric", step, "--json", *extra]
+    return ["eval", str(family.run), "--metric", ",".join(family.pending(step)), "--json", *extra]
 
 
 @dataclass

@@ -60,6 +60,34 @@ def test_fid_and_coverage_of_a_gan_run(gan_run, small, monkeypatch):
     assert 1 <= cov["classifier_score"] <= 10
 
 
+def test_metrics_of_one_eval_share_one_draw_and_equal_separate_evals(gan_run, small, monkeypatch):
+    """`--metric fid,coverage,nearest` draws the 10,000 samples once (nearest takes their first
+    1,000) and gives exactly the figures of three separate evaluations."""
+    monkeypatch.setattr(clf, "load_classifier", lambda **_: small)
+    draws = []
+    original = GenerativeModel.sample_in_chunks
+    monkeypatch.setattr(
+        GenerativeModel,
+        "sample_in_chunks",
+        lambda self, n, *a, **k: draws.append(n) or original(self, n, *a, **k),
+    )
+    alone = {m: eval_json(gan_run, m) for m in ("fid", "coverage", "nearest")}
+    assert draws == [10_000, 10_000, 1000]
+    draws.clear()
+    proc = run_main("eval", gan_run, "--metric", "fid,coverage,nearest", "--json")
+    assert proc.returncode == 0, proc.stderr
+    together = {r["metric"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert draws == [10_000]
+    for m, out in alone.items():
+        figures = {k: v for k, v in out.items() if k not in ("seconds",)}
+        assert {k: together[m][k] for k in figures} == figures
+
+
+def test_a_metric_list_is_checked_before_anything_is_loaded(tmp_path):
+    assert_user_error(run_main("eval", tmp_path, "--metric", "fid,bogus"), contains="unknown metric 'bogus'")
+    assert_user_error(run_main("eval", tmp_path, "--metric", "fid,fid"), contains="named twice")
+
+
 class _Replay(GenerativeModel):
     """A stand-in model whose samples are given images, drawn in order."""
 
@@ -107,9 +135,7 @@ def test_coverage_of_a_model_with_other_images_is_a_one_line_error(tmp_path, mon
     assert proc.returncode == 0, proc.stderr
     # refused before the classifier is loaded (or trained); `fid` of such a model is fid_canvas,
     # on the conformity checker's features (tests/test_conformity.py)
-    assert_user_error(
-        run_main("eval", run, "--metric", "coverage"), contains="must have shape (n, 1, 28, 28)"
-    )
+    assert_user_error(run_main("eval", run, "--metric", "coverage"), contains="it reads 28x28 ones")
 
 
 def test_nearest_distances_are_the_brute_force_ones():
@@ -120,6 +146,19 @@ def test_nearest_distances_are_the_brute_force_ones():
     brute = torch.cdist(queries.flatten(1).double(), refs.flatten(1).double()).min(1).values
     assert torch.allclose(nearest_distances(queries, refs, chunk=4), brute, atol=1e-5)
     assert torch.allclose(nearest_distances(refs[3:5], refs), torch.zeros(2, dtype=torch.float64), atol=1e-3)
+
+
+def test_nearest_distances_to_composed_canvases_need_not_hold_them():
+    from genlearn.data.two_digit import Composer, layout
+    from genlearn.eval.sample_metrics import nearest_distances
+
+    g = torch.Generator().manual_seed(1)
+    composer = Composer(torch.rand(30, 1, 28, 28, generator=g), *layout(40, 30, seed=2))
+    queries = torch.rand(5, 1, 60, 60, generator=g)
+    assert torch.equal(
+        nearest_distances(queries, composer, chunk=7), nearest_distances(queries, composer.all())
+    )
+    assert nearest_distances(composer[[3, 17]], composer, chunk=7).max() < 1e-3
 
 
 def test_nearest_catches_a_model_that_copies_training_images(mnist_full):

@@ -72,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a trained run on held-out data")
     e.add_argument("run")
-    e.add_argument("--metric", required=True, help=", ".join(METRIC_NAMES))
+    e.add_argument(
+        "--metric",
+        required=True,
+        help=f"one or several, comma-separated (the metrics of samples then share one draw): {', '.join(METRIC_NAMES)}",
+    )
     e.add_argument("--k", type=int, default=5000, help="importance samples for nll")
     e.add_argument(
         "--ais-runs", type=int, default=100, help="AIS runs for ais (the protocol's 100; more tighten log Z)"
@@ -86,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         help="sampling temperature of sample-based metrics (models that can); figures get a _t<T> suffix",
     )
     e.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where to evaluate")
-    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--json", action="store_true", help="print one JSON object a metric, a line each")
 
     c = sub.add_parser(
         "compare", help="every metric of several runs in one table, grouped, with measured sampling speed"
@@ -310,8 +314,6 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    import time
-
     from genlearn import config as cfg
     from genlearn import data as datasets
     from genlearn import runs
@@ -325,31 +327,51 @@ def cmd_eval(args) -> int:
         temperature=args.temperature,
         progress=not args.json and sys.stderr.isatty(),
     )
-    metrics.check_name(args.metric)
+    names = metric_names(args.metric)
     device = cfg.resolve_device(args.device)
     model = runs.load_model(args.run, device)
     _, config = runs.run_config(args.run)
     data = datasets.load(config, train=False)
     split = {k: v.to(device) for k, v in data.split(args.split, binary=model.data_kind == "binary").items()}
-    t0 = time.perf_counter()
-    result = metrics.compute(args.metric, model, split, data, opts)
-    seconds = time.perf_counter() - t0
+    for name, result, seconds in metrics.compute_many(names, model, split, data, opts):
+        report_metric(args, name, result, seconds, device)
+    return 0
+
+
+def metric_names(given: str) -> list[str]:
+    """`--metric a,b`: the names in order, each known (checked before any model or data is
+    loaded) and named once."""
+    from genlearn.eval import metrics
+
+    names = [name.strip() for name in given.split(",")]
+    for name in names:
+        metrics.check_name(name)
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UserError(f"metric {twice[0]!r} is named twice in --metric")
+    return names
+
+
+def report_metric(args, name: str, result: dict[str, Any], seconds: float, device: Any) -> None:
+    """A computed metric recorded in results.json (test split only) and printed; a failure to
+    record is a warning under the figures, which are printed all the same and never lost."""
+    from genlearn import runs
+
     not_recorded = ""
     if args.split == "test":
         try:
             runs.record_metrics(args.run, result)
-        except UserError as exc:  # printed below all the same: a computed metric is never lost
+        except UserError as exc:
             not_recorded = f"warning: not recorded in results.json: {exc}"
     if args.json:
-        record = {"run": args.run, "metric": args.metric, "split": args.split, **result}
-        print(runs.dumps(record | {"seconds": seconds, "device": str(device)}))
+        record = {"run": args.run, "metric": name, "split": args.split, **result}
+        print(runs.dumps(record | {"seconds": seconds, "device": str(device)}), flush=True)
     else:
         for k, v in result.items():
             print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
-        print(f"({args.split} split, {seconds:.1f} s)")
+        print(f"({name}, {args.split} split, {seconds:.1f} s)", flush=True)
     if not_recorded:
         print(not_recorded, file=sys.stderr)
-    return 0
 
 
 def cmd_compare(args) -> int:

@@ -36,6 +36,7 @@ import torch
 from genlearn import config as cfg
 from genlearn import registry, runs
 from genlearn.errors import UserError
+from genlearn.eval import metrics
 from genlearn.models.base import GenerativeModel
 
 NOT_APPLICABLE = "—"
@@ -155,40 +156,38 @@ def modes_cell(m: dict[str, Any], key: str) -> Cell:
 @dataclass(frozen=True)
 class Spec:
     """A row of figures from results.json: `key` the figure, `companions` the keys folded into its
-    cell, `applies` which models it applies to (None: only runs that report it, e.g. a model's
-    exact log-likelihood when it is small enough to enumerate), `metric` what computes it."""
+    cell, `metric` what computes it. Which models the row applies to is the metric's declaration
+    (`metrics.NEEDS`) narrowed by `only` where a metric gives different figures to different
+    models (nll: an IW estimate or DRAW's bound); a row without a metric applies where `only`
+    says (None: only to runs that report it, e.g. an exact log-likelihood small enough to enumerate)."""
 
     key: str
     group: str
     label: str
     short: str
-    applies: Callable[[GenerativeModel], bool] | None
+    only: Callable[[GenerativeModel], bool] | None
     metric: str | None
     show: Shower = plain()
     companions: tuple[str, ...] = ()
+
+    def applies(self, model: GenerativeModel) -> bool | None:
+        if self.metric is not None:
+            return metrics.applies(self.metric, model) and (self.only is None or self.only(model))
+        return self.only(model) if self.only else None
 
 
 def _can(*capabilities: str) -> Callable[[GenerativeModel], bool]:
     return lambda model: any(model.can(c) for c in capabilities)
 
 
-def _images(model: GenerativeModel) -> bool:
-    """Sample metrics score images; a model of 2-D points is judged by its mode statistics."""
-    return model.image_shape is not None
-
-
 def _digits(model: GenerativeModel) -> bool:
-    """The in-project MNIST classifier (fid, coverage) reads 28 x 28 digits only."""
-    return tuple(model.image_shape or ()) == (1, 28, 28)
+    """`fid` of 28 x 28 digits is on the MNIST classifier's features."""
+    return tuple(model.image_shape or ()) == metrics.DIGITS
 
 
 def _canvases(model: GenerativeModel) -> bool:
-    """On 60 x 60 canvases the Frechet distance is on the conformity checker's features."""
-    return tuple(model.image_shape or ()) == (1, 60, 60)
-
-
-def _takes(condition: str) -> Callable[[GenerativeModel], bool]:
-    return lambda model: condition in model.conditions
+    """`fid` of 60 x 60 canvases is on the conformity checker's features (another row)."""
+    return tuple(model.image_shape or ()) == metrics.CANVAS_SHAPE
 
 
 def _bound_only(model: GenerativeModel) -> bool:
@@ -235,7 +234,7 @@ def _likelihood_specs(nll_ks: list[str], bound_parts: list[str]) -> list[Spec]:
     ais_rbm, ais_bound = "ais_log_likelihood", "ais_bound"  # an RBM's estimate; a DBN's or DBM's bound
     return [
         Spec("elbo", LIKELIHOOD, "ELBO, variational lower bound on log p(x) ↑", "ELBO",
-             _can("log_likelihood"), "elbo", with_stderr(), _pm_keys("elbo")),
+             None, "elbo", with_stderr(), _pm_keys("elbo")),
         *[_nll_spec(k) for k in nll_ks or [""]],
         Spec("nll_bound", LIKELIHOOD, "−log p(x) ≤ variational bound L^x+L^z ↓", "bound",
              _bound_only, "nll", with_stderr(), _pm_keys("nll_bound")),
@@ -244,13 +243,12 @@ def _likelihood_specs(nll_ks: list[str], bound_parts: list[str]) -> list[Spec]:
              _rbm_ais, "ais", with_interval(), _ais_keys(ais_rbm)),
         Spec(ais_bound, LIKELIHOOD, "log p(x) ≥ AIS-based variational bound [±3σ] ↑", "AIS bound",
              _can("log_likelihood_bound"), "ais", with_interval(), _ais_keys(ais_bound)),
-        Spec("ais_log_z", LIKELIHOOD, "  log Z by AIS [±3σ]", "log Z", _can("free_energy", "log_likelihood_bound"),
-             "ais", with_interval(), _ais_keys("ais_log_z")),
+        Spec("ais_log_z", LIKELIHOOD, "  log Z by AIS [±3σ]", "log Z", None, "ais", with_interval(), _ais_keys("ais_log_z")),
         Spec("log_likelihood", LIKELIHOOD, "log p(x), exact (log Z enumerated) ↑", "log p", None, None),
         Spec("bound", LIKELIHOOD, "log p(x) ≥ variational bound, exact log Z ↑", "bound", None, None),
         Spec("parzen", LIKELIHOOD, "log p(x), Parzen estimate on 10,000 samples ↑", "Parzen",
-             _images, "parzen", with_stderr(), ("parzen_stderr", "parzen_sigma")),
-        Spec("parzen_real_train", LIKELIHOOD, "  the same on 10,000 training images (ceiling)", "", _images,
+             None, "parzen", with_stderr(), ("parzen_stderr", "parzen_sigma")),
+        Spec("parzen_real_train", LIKELIHOOD, "  the same on 10,000 training images (ceiling)", "", None,
              "parzen", with_stderr(), ("parzen_real_train_stderr", "parzen_real_train_sigma")),
     ]  # fmt: skip
 
@@ -262,33 +260,33 @@ SAMPLE_SPECS = [
          _canvases, "fid"),
     Spec("fid_canvas_real", QUALITY, "  the same of real validation canvases (floor)", "", _canvases, "fid"),
     Spec("classifier_score", QUALITY, "classifier score exp E KL(p(y|x)‖p(y)) ↑", "score",
-         _digits, "coverage"),
+         None, "coverage"),
     Spec("label_agreement", QUALITY, "label agreement: the classifier reads the label ↑", "labels",
-         _takes("labels"), "label_agreement", with_stderr(4),
+         None, "label_agreement", with_stderr(4),
          ("label_agreement_stderr", "label_agreement_per_class")),
     Spec("conformity_seen", QUALITY, "caption conformity, seen captions ↑", "conformity",
-         _takes("captions"), "conformity", with_stderr(4),
+         None, "conformity", with_stderr(4),
          ("conformity_seen_stderr", "conformity_seen_per_type")),
     Spec("conformity_real_seen", QUALITY, "  real composites (ceiling)", "",
-         _takes("captions"), "conformity", plain(4)),
+         None, "conformity", plain(4)),
     Spec("conformity_heldout", QUALITY, "caption conformity, held-out captions ↑", "held-out",
-         _takes("captions"), "conformity", with_stderr(4), ("conformity_heldout_stderr",)),
+         None, "conformity", with_stderr(4), ("conformity_heldout_stderr",)),
     Spec("conformity_real_heldout", QUALITY, "  real composites (ceiling)", "",
-         _takes("captions"), "conformity", plain(4)),
+         None, "conformity", plain(4)),
     Spec("high_quality", QUALITY, "points within 3σ of a mode ↑", "high quality", _points, None, plain(4)),
     Spec("coverage_kl", DIVERSITY, "KL(class histogram ‖ uniform), 10,000 samples ↓", "KL",
-         _digits, "coverage", plain(4)),
+         None, "coverage", plain(4)),
     Spec("class_histogram", DIVERSITY, "  least / most common class's share", "",
-         _digits, "coverage", histogram_cell),
+         None, "coverage", histogram_cell),
     Spec("nearest_train_samples", DIVERSITY, "distance to the nearest training image, 1,000 samples",
-         "nearest", _images, "nearest", with_stderr(), ("nearest_train_samples_stderr",)),
+         "nearest", None, "nearest", with_stderr(), ("nearest_train_samples_stderr",)),
     Spec("nearest_train_test", DIVERSITY, "  the same for 1,000 test images (copies would be far below)", "",
-         _images, "nearest", with_stderr(), ("nearest_train_test_stderr",)),
+         None, "nearest", with_stderr(), ("nearest_train_test_stderr",)),
     Spec("modes_captured", DIVERSITY, "modes captured ↑", "modes", _points, None, modes_cell, ("modes",)),
     Spec("probe_accuracy", REPRESENTATION, "linear probe accuracy on its features ↑", "probe",
-         _can("features"), "probe", probe_cell, ("probe_dim",)),
+         None, "probe", probe_cell, ("probe_dim",)),
     Spec("probe_accuracy_pixels", REPRESENTATION, "  the same probe on raw pixels (baseline)", "",
-         _can("features"), "probe", plain(4)),
+         None, "probe", plain(4)),
 ]  # fmt: skip
 # A model's own held-out monitors (results.json has them from training): shown under "other", but
 # they do not count as an evaluation of the run.
@@ -372,7 +370,7 @@ def metric_row(spec: Spec, runs_: list[Run]) -> Row | None:
     """The spec's row; None when it applies to none of the runs and none reports it."""
     cells = []
     for run in runs_:
-        applies = spec.applies(run.model) if spec.applies else None
+        applies = spec.applies(run.model)
         if spec.key in run.metrics:
             cells.append(spec.show(run.metrics, spec.key))
         else:
@@ -386,7 +384,7 @@ def _eval_hint(run: Run) -> str:
     """The `genlearn eval` that would give a bare run its first figure, and the other metrics
     that apply to it."""
     specs = metric_specs([])
-    options = list(dict.fromkeys(s.metric for s in specs if s.metric and s.applies and s.applies(run.model)))
+    options = list(dict.fromkeys(s.metric for s in specs if s.metric and s.applies(run.model)))
     if not options:
         return f"no metric applies to {run.path}"
     also = f" (also {', '.join(options[1:])})" if len(options) > 1 else ""

@@ -55,6 +55,12 @@ class DataSet:
         of the sample-based metrics."""
         return self.train_x[:n]
 
+    def all_train_images(self) -> Any:
+        """Every training image (intensities), indexable like a tensor by a slice or a tensor of
+        indices, with a length: a composed data set composes them on demand, chunk by chunk,
+        rather than holding them all (50,000 canvases of 60 x 60 are 720 MB)."""
+        return self.train_x
+
     def check_split(self, name: str) -> None:
         if name not in SPLITS:
             raise UserError(f"unknown split {name!r}; choose train, valid or test")

@@ -276,6 +276,11 @@ class CaptionedMNIST(DataSet):
         """n training composites (intensities), the same ones every call (seed 204)."""
         return self._draw("train", n, torch.Generator().manual_seed(204), binary=False)["x"]
 
+    def all_train_images(self) -> torch.Tensor:
+        """An epoch's worth of training composites (there is no fixed training set: each epoch
+        draws its own), the same ones every call."""
+        return self.train_images(len(self))
+
     def figure_conditions(self) -> dict[str, dict[str, list[str]]]:
         """A run's pictures show 4 captions of the test split (seen in training) and 4 of the
         held-out test split: the first of each caption type, so that every type is shown."""

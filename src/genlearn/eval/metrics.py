@@ -9,8 +9,9 @@ line (`model.require`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -22,7 +23,8 @@ from genlearn.errors import UserError
 @dataclass(frozen=True)
 class Options:
     """How a metric is computed: the seed of its noise, the importance samples of `nll`, the AIS
-    runs of `ais`, the split it scores, and whether to show progress."""
+    runs of `ais`, the split it scores, the sampling temperature, and whether to show progress.
+    `drawn` holds the samples already drawn by `compute_many`'s metrics (None: none are kept)."""
 
     seed: int = 0
     k: int = 5000
@@ -30,6 +32,7 @@ class Options:
     split: str = "test"
     temperature: float = 1.0
     progress: bool = False
+    drawn: dict[tuple[int, float], torch.Tensor] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -38,8 +41,6 @@ class Options:
             raise UserError(f"--ais-runs must be at least 1, got {self.ais_runs}")
         if self.split not in ("test", "valid"):
             raise UserError(f"unknown split {self.split!r}; choose test or valid")
-        if not self.temperature >= 0:
-            raise UserError(f"--temperature must be 0 or more, got {self.temperature:g}")
 
 
 def _generator(split: dict[str, torch.Tensor], seed: int) -> torch.Generator:
@@ -48,7 +49,6 @@ def _generator(split: dict[str, torch.Tensor], seed: int) -> torch.Generator:
 
 
 def elbo(model, split, data, opts: Options) -> dict[str, Any]:
-    model.require("log_likelihood", "metric 'elbo'")
     from genlearn.eval.likelihood import elbo_stats
 
     return elbo_stats(model, split["x"].flatten(1), generator=_generator(split, opts.seed))
@@ -74,7 +74,6 @@ def nll(model, split, data, opts: Options) -> dict[str, Any]:
                 f"nll_bound{suffix}_stderr": out["nll_bound_stderr"],
             }
         return result
-    model.require("log_likelihood", "metric 'nll'")
     from genlearn.eval.likelihood import nll as iw_nll
 
     x = split["x"].flatten(1)
@@ -83,28 +82,34 @@ def nll(model, split, data, opts: Options) -> dict[str, Any]:
 
 
 def probe(model, split, data, opts: Options) -> dict[str, Any]:
-    model.require("features", "metric 'probe'")
     from genlearn.eval.probe import probe_accuracy
 
     return probe_accuracy(model, split, data, seed=opts.seed, progress=opts.progress)
 
 
-def _images_of(model, metric: str) -> None:
-    """Refuse a sample-based metric for a model of 2-D points (they are judged by mode counts)."""
-    if model.image_shape is None:
-        raise UserError(
-            f"metric {metric!r} scores images; model {model.name!r} makes 2-D points "
-            "(its mode statistics are in results.json)"
-        )
-
-
 def _samples(model, n: int, opts: Options, **condition: Any) -> torch.Tensor:
-    """n samples from the model, seeded, at the options' temperature, on the CPU, in chunks of at
-    most 1,000; a conditional model draws its conditions from the held-out distribution unless
-    they are given."""
+    """n samples from the model, seeded, at the options' temperature, on the CPU, in chunks of
+    `SAMPLE_CHUNK`; a conditional model draws its conditions from the held-out distribution unless
+    they are given. Within `compute_many` the metrics share one draw: the first n of N samples
+    drawn with the same seed are the n samples themselves when n is a whole number of chunks
+    (the chunks are drawn in turn from the seeded generator), so a metric of 1,000 samples takes
+    the first chunk of another's 10,000."""
+    shared = opts.drawn is not None and not condition
+    if shared and n % SAMPLE_CHUNK == 0:
+        kept = opts.drawn.get((id(model), opts.temperature))
+        if kept is not None and len(kept) >= n:
+            return kept[:n]
     torch.manual_seed(opts.seed)
     model.eval()
-    return model.sample_in_chunks(n, temperature=opts.temperature, **condition)
+    samples = model.sample_in_chunks(n, chunk=SAMPLE_CHUNK, temperature=opts.temperature, **condition)
+    if shared:
+        kept = opts.drawn.get((id(model), opts.temperature))
+        if kept is None or len(kept) < n:
+            opts.drawn[(id(model), opts.temperature)] = samples
+    return samples
+
+
+SAMPLE_CHUNK = 1000  # samples per call of the model's sampler: bounded memory
 
 
 def parzen(model, split, data, opts: Options) -> dict[str, Any]:
@@ -112,7 +117,6 @@ def parzen(model, split, data, opts: Options) -> dict[str, Any]:
     and the same estimator on 10,000 real training images: the ceiling it can show."""
     from genlearn.eval import parzen as pz
 
-    _images_of(model, "parzen")
     held = _all(getattr(data, f"{opts.split}_x"))
     valid = data.valid_x[: pz.N_VALID]
     out: dict[str, Any] = {}
@@ -130,57 +134,43 @@ def parzen(model, split, data, opts: Options) -> dict[str, Any]:
 N_SAMPLE_METRIC = 10_000  # samples scored by fid, coverage and label_agreement
 
 
-def _classifiable(samples: torch.Tensor) -> torch.Tensor:
-    """The samples if the MNIST classifier can read them (checked before it is loaded or trained)."""
-    from genlearn.eval.classifier import as_images
-
-    return as_images(samples, "the model's samples")
-
-
 def fid(model, split, data, opts: Options) -> dict[str, Any]:
-    """Frechet distance between the in-project classifier's features of 10,000 samples and of the
-    split's images, with the same distance for the 10,000 validation images as the floor. On the
-    60 x 60 canvases the features are the conformity checker's instead (`fid_canvas`): another
-    feature space, so another name, never one column with the 28 x 28 figure."""
+    """Frechet distance between the features of 10,000 samples and of the split's images, with
+    the same distance for the 10,000 validation images as the floor. The features are the
+    in-project MNIST classifier's 256; on the 60 x 60 canvases the conformity checker's 256
+    instead (`fid_canvas`: a network trained on canvases of MNIST training digits to read which
+    digit sits where, so its features see digit shapes and their places). Another feature space,
+    so another name: never one column with the 28 x 28 figure."""
     from genlearn.eval import sample_metrics as sm
+
+    canvases = model.image_shape == CANVAS_SHAPE
+    samples = _samples(model, N_SAMPLE_METRIC, opts)
+    name, features = (
+        ("fid_canvas", _checker_features(opts)) if canvases else ("fid", _classifier_features(opts))
+    )
+
+    @torch.no_grad()
+    def stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return sm.gaussian_stats(features(_all(images)).to("cpu", torch.float64))
+
+    floor_set = data.valid_x if opts.split == "test" else data.test_x
+    held = stats(getattr(data, f"{opts.split}_x"))
+    return {
+        name: sm.frechet_from_stats(*stats(samples), *held),
+        f"{name}_real": sm.frechet_from_stats(*stats(floor_set), *held),
+    }
+
+
+def _classifier_features(opts: Options) -> Callable[[torch.Tensor], torch.Tensor]:
     from genlearn.eval.classifier import load_classifier
 
-    _images_of(model, "fid")
-    if model.image_shape == CANVAS_SHAPE:
-        return _fid_canvas(model, data, opts)
-    samples = _classifiable(_samples(model, N_SAMPLE_METRIC, opts))
-    classifier = load_classifier(progress=opts.progress)
-    floor_set = data.valid_x if opts.split == "test" else data.test_x
-    held = sm.feature_stats(getattr(data, f"{opts.split}_x"), classifier, "held-out images")
-    return {
-        "fid": sm.frechet_from_stats(*sm.feature_stats(samples, classifier, "samples"), *held),
-        "fid_real": sm.frechet_from_stats(*sm.feature_stats(floor_set, classifier, "real images"), *held),
-    }
+    return load_classifier(progress=opts.progress).features
 
 
-CANVAS_SHAPE = (1, 60, 60)  # the two-digit canvases: no MNIST classifier reads them
-
-
-def _fid_canvas(model, data, opts: Options) -> dict[str, Any]:
-    """The Frechet distance on the conformity checker's 256 features (eval/conformity.py): a
-    network trained on 60 x 60 canvases of MNIST training digits to read which digit sits where,
-    so its features see digit shapes and their places. Same protocol as `fid`."""
-    from genlearn.eval import sample_metrics as sm
+def _checker_features(opts: Options) -> Callable[[torch.Tensor], torch.Tensor]:
     from genlearn.eval.conformity import load_checker
 
-    samples = _samples(model, N_SAMPLE_METRIC, opts)
-    checker = load_checker(progress=opts.progress)
-
-    def stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
-            return sm.gaussian_stats(checker.features(images).to("cpu", torch.float64))
-
-    floor_set = data.valid_x if opts.split == "test" else data.test_x
-    held = stats(_all(getattr(data, f"{opts.split}_x")))
-    return {
-        "fid_canvas": sm.frechet_from_stats(*stats(samples), *held),
-        "fid_canvas_real": sm.frechet_from_stats(*stats(_all(floor_set)), *held),
-    }
+    return load_checker(progress=opts.progress).features
 
 
 def _all(images: Any) -> torch.Tensor:
@@ -194,8 +184,7 @@ def coverage(model, split, data, opts: Options) -> dict[str, Any]:
     from genlearn.eval import sample_metrics as sm
     from genlearn.eval.classifier import load_classifier
 
-    _images_of(model, "coverage")
-    samples = _classifiable(_samples(model, N_SAMPLE_METRIC, opts))
+    samples = _samples(model, N_SAMPLE_METRIC, opts)
     classifier = load_classifier(progress=opts.progress)
     log_p = sm.class_log_probs(samples, classifier)  # one pass of the classifier for all three
     hist = sm.histogram_of(log_p)
@@ -214,12 +203,8 @@ def label_agreement(model, split, data, opts: Options) -> dict[str, Any]:
     from genlearn.eval.classifier import NUM_CLASSES, load_classifier
     from genlearn.nn.stats import mean_and_stderr
 
-    if "labels" not in model.conditions:
-        raise UserError(
-            f"metric 'label_agreement' does not apply to model {model.name!r} (it takes no labels)"
-        )
     labels = torch.arange(NUM_CLASSES).repeat_interleave(N_SAMPLE_METRIC // NUM_CLASSES)
-    samples = _classifiable(_samples(model, len(labels), opts, labels=labels.to(model.device)))
+    samples = _samples(model, len(labels), opts, labels=labels.to(model.device))
     classifier = load_classifier(progress=opts.progress)
     hits = (sm.class_log_probs(samples, classifier).argmax(1) == labels).double()
     mean, stderr = mean_and_stderr(hits)
@@ -241,8 +226,6 @@ def conformity(model, split, data, opts: Options) -> dict[str, Any]:
     from genlearn.eval.conformity import exact_match, load_checker
     from genlearn.nn.stats import mean_and_stderr
 
-    if "captions" not in model.conditions:
-        raise UserError(f"metric 'conformity' does not apply to model {model.name!r} (it takes no captions)")
     checker = load_checker(progress=opts.progress)
     torch.manual_seed(opts.seed)
     generator = torch.Generator(device=model.device).manual_seed(opts.seed)
@@ -281,8 +264,7 @@ def nearest(model, split, data, opts: Options) -> dict[str, Any]:
     from genlearn.eval.sample_metrics import nearest_distances
     from genlearn.nn.stats import mean_and_stderr
 
-    _images_of(model, "nearest")
-    train = data.train_images(len(data))
+    train = data.all_train_images()  # indexable; the 60 x 60 canvases are composed chunk by chunk
     held = _all(getattr(data, f"{opts.split}_x")[:N_NEAREST])
     out: dict[str, Any] = {}
     for name, queries in (("samples", _samples(model, N_NEAREST, opts)), (opts.split, held)):
@@ -302,8 +284,7 @@ def ais(model, split, data, opts: Options) -> dict[str, Any]:
     if model.can("log_likelihood_bound"):  # DBN, DBM: a variational bound with log Z from AIS
         base = model.ais_base_bias(data.train_x)
         out = ais_.log_likelihood_bound(model, x, n_runs=opts.ais_runs, base_bias=base, generator=generator)
-    else:
-        model.require("free_energy", "metric 'ais'")
+    else:  # an RBM: its log-likelihood with log Z from AIS
         base = base_rate_bias(data.train_x)
         out = ais_.rbm_log_likelihood(
             model, x, n_runs=opts.ais_runs, base_visible_bias=base, generator=generator
@@ -325,6 +306,74 @@ METRICS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+# ---- which metric applies to which model, declared once -------------------------------------------------
+# Each entry says why the metric does not apply to a model, or None where it does: `compute`
+# refuses with it before any work, `genlearn compare` marks the cell "does not apply" with it, and
+# `make results` plans the evaluations from it. Read from declared abilities, conditions and the
+# image shape, never by probing the model.
+Why = Callable[[Any], "str | None"]
+
+
+def _ability(*names: str, lacking: str) -> Why:
+    """Applies to a model that declares any of the abilities `names`; `lacking` says why not."""
+    return lambda model: None if any(model.can(n) for n in names) else lacking
+
+
+def _condition(name: str) -> Why:
+    return lambda model: None if name in model.conditions else f"it takes no {name}"
+
+
+def _images(model) -> str | None:
+    """Sample metrics score images; a model of 2-D points is judged by its mode statistics."""
+    if model.image_shape is None:
+        return "it makes 2-D points; its mode statistics are in results.json"
+    return None
+
+
+def _read_by(*shapes: tuple[int, ...]) -> Why:
+    """Metrics read through a network trained on images of these shapes (the MNIST classifier on
+    28 x 28 digits, the conformity checker on 60 x 60 canvases)."""
+
+    def why(model) -> str | None:
+        if (reason := _images(model)) is not None or tuple(model.image_shape) in shapes:
+            return reason
+        allowed = " or ".join("x".join(map(str, s[1:])) for s in shapes)
+        return f"it makes {'x'.join(map(str, model.image_shape[1:]))} images; it reads {allowed} ones"
+
+    return why
+
+
+DIGITS = (1, 28, 28)  # what the MNIST classifier reads
+CANVAS_SHAPE = (1, 60, 60)  # the two-digit canvases: no MNIST classifier reads them
+
+NEEDS: dict[str, Why] = {
+    "elbo": _ability("log_likelihood", lacking="it has no Gaussian encoder and log p(x|z)"),
+    "nll": _ability(
+        "log_likelihood", "nll_bound", lacking="it has neither a Gaussian encoder and log p(x|z) nor a bound"
+    ),
+    "probe": _ability("features", lacking="it has no features to probe"),
+    "parzen": _images,
+    "fid": _read_by(DIGITS, CANVAS_SHAPE),
+    "coverage": _read_by(DIGITS),
+    "label_agreement": _condition("labels"),
+    "conformity": _condition("captions"),
+    "nearest": _images,
+    "ais": _ability(
+        "free_energy", "log_likelihood_bound", lacking="it is no Boltzmann machine: no free energy to anneal"
+    ),
+}
+
+
+def why_not(name: str, model) -> str | None:
+    """Why metric `name` does not apply to `model`, or None where it does."""
+    check_name(name)
+    return NEEDS[name](model)
+
+
+def applies(name: str, model) -> bool:
+    return why_not(name, model) is None
+
+
 def check_name(name: str) -> None:
     """Refuse an unknown metric name (before any model or data is loaded)."""
     if name not in METRICS:
@@ -332,18 +381,46 @@ def check_name(name: str) -> None:
 
 
 SAMPLED = ("parzen", "fid", "coverage", "label_agreement", "conformity", "nearest")  # metrics of samples
+# the metrics of unconditioned samples: within one `compute_many` they score one draw
+SHARED_DRAW = ("parzen", "fid", "coverage", "nearest")
+
+
+def _check(name: str, model, opts: Options) -> None:
+    """Refuse, before any work: an unknown metric, one that does not apply to the model (`NEEDS`),
+    and a temperature other than 1 for a metric that does not sample or a model that cannot."""
+    if opts.temperature != 1.0 and name in METRICS and name not in SAMPLED:
+        raise UserError(
+            f"--temperature applies to the metrics of samples ({', '.join(SAMPLED)}), not {name!r}"
+        )
+    reason = why_not(name, model)
+    if reason is not None:
+        raise UserError(
+            f"metric {name!r} does not apply to model {model.name or type(model).__name__!r} ({reason})"
+        )
+    model.sampling_options(opts.temperature)  # a model that cannot sample at another temperature
 
 
 def compute(name: str, model, split: dict[str, torch.Tensor], data: Any, opts: Options) -> dict[str, Any]:
     """Metric `name` of `model` on the held-out batch dict `split` of data set `data`. At a
     sampling temperature other than 1 every figure is named with a `_t<T>` suffix (conformity_seen_t0.5),
     so that it never stands in results.json for the model's own."""
-    check_name(name)
+    _check(name, model, opts)
     if opts.temperature == 1.0:
         return METRICS[name](model, split, data, opts)
-    if name not in SAMPLED:
-        raise UserError(
-            f"--temperature applies to the metrics of samples ({', '.join(SAMPLED)}), not {name!r}"
-        )
-    model.sampling_options(opts.temperature)  # refuses a model that cannot, before any work
     return {f"{k}_t{opts.temperature:g}": v for k, v in METRICS[name](model, split, data, opts).items()}
+
+
+def compute_many(
+    names: list[str], model, split: dict[str, torch.Tensor], data: Any, opts: Options
+) -> Iterator[tuple[str, dict[str, Any], float]]:
+    """Each metric of `names` in turn, as (name, figures, seconds), the metrics of samples sharing
+    one draw: parzen, fid and coverage score the same 10,000 samples (the same seed draws the same
+    samples), so drawing them once saves two thirds of the time of a slow sampler (Gibbs chains)
+    and changes no figure. The names are all checked before any is computed."""
+    for name in names:
+        _check(name, model, opts)
+    opts = replace(opts, drawn={})
+    for name in names:
+        start = time.perf_counter()
+        figures = compute(name, model, split, data, opts)
+        yield name, figures, time.perf_counter() - start

@@ -129,14 +129,6 @@ def _log_probs(classifier: nn.Module, images: Tensor, what: str = "samples") -> 
     return torch.log_softmax(logits, dim=1)
 
 
-def feature_stats(
-    images: Tensor, classifier: nn.Module | None = None, what: str = "images"
-) -> tuple[Tensor, Tensor]:
-    """(mean, covariance) of the classifier's penultimate features of `images`: what the Frechet
-    distance compares, computed once for a set that is compared with several others."""
-    return gaussian_stats(_check_features(_features(_classifier(classifier), images, what), what))
-
-
 def fid(samples: Tensor, reference_images: Tensor, classifier: nn.Module | None = None) -> float:
     """Frechet distance between the classifier's penultimate features of samples and real images."""
     model = _classifier(classifier)
@@ -187,9 +179,10 @@ def classifier_score(samples: Tensor, classifier: nn.Module | None = None) -> fl
 
 
 @torch.no_grad()
-def nearest_distances(queries: Tensor, references: Tensor, chunk: int = 5000) -> Tensor:
+def nearest_distances(queries: Tensor, references: Any, chunk: int = 5000) -> Tensor:
     """Euclidean distance (pixel space) from each query image to its nearest reference image,
-    (n_queries,) in float64. The nearest is found from one float32 matrix product per chunk of
+    (n_queries,) in float64. `references` is a tensor or anything indexable like one (slices,
+    index tensors, a length): the composed canvases are made a chunk at a time. The nearest is found from one float32 matrix product per chunk of
     references (|q|^2 - 2 q.r + |r|^2: 50,000 references cost seconds, not minutes); its distance
     is then computed directly in float64, since that expansion loses the small distances (a copy
     would read 1e-3 rather than 0)."""
