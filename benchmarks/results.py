@@ -416,7 +416,10 @@ def run_family(family: Family, mode: Mode, runner: Runner, progress: Progress) -
         if status != 0:
             raise StepFailed(family.name, command, status, last_error(family.log, logged), family.log)
         if not family.done(step):
-            raise StepFailed(family.name, command, 0, "it recorded nothing in results.json", family.log)
+            missing = ", ".join(family.pending(step)) if step != "train" else "its training"
+            raise StepFailed(
+                family.name, command, 0, f"it did not record {missing} in results.json", family.log
+            )
         progress.finished(family, step, time.perf_counter() - start)
 
 
@@ -517,7 +520,14 @@ def evaluation_lines(mode: Mode, used: set[str]) -> list[str]:
         "nearest training image.",
         "probe": "`probe`: a linear classifier on the frozen features of the training images.",
     }
-    return [f"- {said[m]}" for m in said if m in used]
+    shared = [m for m in SHARED_DRAW if m in used]
+    together = (
+        [f"- {', '.join(f'`{m}`' for m in shared)} in one `genlearn eval --metric {','.join(shared)}`: "
+         "they score one draw of samples (the first 1,000 for `nearest`), the same samples separate "
+         "calls draw with the same seed."]
+        if len(shared) > 1 else []
+    )  # fmt: skip
+    return [f"- {said[m]}" for m in said if m in used] + together
 
 
 def duration(seconds: float) -> str:

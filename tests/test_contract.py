@@ -52,7 +52,8 @@ SMALL = {
 }
 CASES = [(name, name) for name in registry.names()] + [("gan-points", "gan")]
 
-# What each metric needs; `None`: any model that makes images.
+# What each metric needs (an ability or condition, any of); `None`: a model that makes images, of
+# the shapes READS names where the metric reads them through a network.
 METRIC_NEEDS: dict[str, tuple[str, ...] | None] = {
     "elbo": ("log_likelihood",),
     "nll": ("log_likelihood", "nll_bound"),
@@ -70,7 +71,7 @@ READS = {"fid": ((1, 28, 28), (1, 60, 60)), "coverage": ((1, 28, 28),)}
 
 
 def test_every_metric_says_what_it_needs():
-    assert set(METRIC_NEEDS) == set(metrics.METRICS)
+    assert set(METRIC_NEEDS) == set(metrics.METRICS) == set(metrics.NEEDS)
 
 
 def _train(case: str, name: str, root: Path) -> tuple[GenerativeModel, Path]:

@@ -301,7 +301,7 @@ def test_a_failing_step_is_reported_with_its_own_last_line(tmp_path):
 
 def test_a_step_that_records_nothing_is_a_failure(tmp_path):
     failed = _failing_family(tmp_path, "all went well\n", 0)
-    assert "recorded nothing" in failed.line
+    assert "did not record its training in results.json" in failed.line
 
 
 def test_a_file_without_the_section_gets_it_appended_and_keeps_the_rest():

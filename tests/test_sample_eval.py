@@ -135,7 +135,7 @@ def test_coverage_of_a_model_with_other_images_is_a_one_line_error(tmp_path, mon
     assert proc.returncode == 0, proc.stderr
     # refused before the classifier is loaded (or trained); `fid` of such a model is fid_canvas,
     # on the conformity checker's features (tests/test_conformity.py)
-    assert_user_error(run_main("eval", run, "--metric", "coverage"), contains="it reads 28x28 ones")
+    assert_user_error(run_main("eval", run, "--metric", "coverage"), contains="it reads (1, 28, 28)")
 
 
 def test_nearest_distances_are_the_brute_force_ones():

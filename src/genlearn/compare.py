@@ -3,8 +3,8 @@
 Rows are figures, grouped as likelihood, sample quality, diversity, representation, other and
 cost; columns are runs (a table of many figures and a few runs reads down, and stays within a
 terminal's width). Three kinds of empty cell keep apart what a reader must not confuse:
-`—` the figure does not apply to the family (decided from the model's declared capabilities,
-conditions and data kind, never by probing it), `not run` it applies but `genlearn eval` has not
+`—` the figure does not apply to the family (decided by `metrics.NEEDS` from the model's declared
+capabilities, conditions, data kind and image shape, never by probing it), `not run` it applies but `genlearn eval` has not
 computed it, and `·` for a figure compare does not know (its applicability is unknown).
 
 Likelihoods are not one quantity: an importance-weighted estimate with k samples, a variational
@@ -158,7 +158,8 @@ class Spec:
     """A row of figures from results.json: `key` the figure, `companions` the keys folded into its
     cell, `metric` what computes it. Which models the row applies to is the metric's declaration
     (`metrics.NEEDS`) narrowed by `only` where a metric gives different figures to different
-    models (nll: an IW estimate or DRAW's bound); a row without a metric applies where `only`
+    models (nll: an IW estimate or DRAW's bound; ais: an RBM's estimate or a DBN's bound; fid: on
+    digits or canvases); a row without a metric applies where `only`
     says (None: only to runs that report it, e.g. an exact log-likelihood small enough to enumerate)."""
 
     key: str

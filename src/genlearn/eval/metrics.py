@@ -3,8 +3,8 @@
 Every metric is `metric(model, split, data, opts) -> dict`: `split` is the held-out batch dict it
 scores (`x`, and `y` where the data set has labels) on the model's device, `data` the whole data
 set (for training images, a validation set or the real-data ceiling), `opts` the typed
-`Options`. A metric that needs an ability the model does not declare refuses with one `UserError`
-line (`model.require`).
+`Options`. A metric that does not apply to the model (`NEEDS`: its declared abilities, conditions
+and image shape) is refused with one `UserError` line before any work (`compute`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from genlearn.errors import UserError
+from genlearn.models.base import checked_temperature
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Options:
     drawn: dict[tuple[int, float], torch.Tensor] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        checked_temperature(self.temperature)  # before any model or data is loaded
         if self.k < 1:
             raise UserError(f"--k must be at least 1, got {self.k}")
         if self.ais_runs < 1:
@@ -95,10 +97,9 @@ def _samples(model, n: int, opts: Options, **condition: Any) -> torch.Tensor:
     (the chunks are drawn in turn from the seeded generator), so a metric of 1,000 samples takes
     the first chunk of another's 10,000."""
     shared = opts.drawn is not None and not condition
-    if shared and n % SAMPLE_CHUNK == 0:
-        kept = opts.drawn.get((id(model), opts.temperature))
-        if kept is not None and len(kept) >= n:
-            return kept[:n]
+    kept = opts.drawn.get((id(model), opts.temperature)) if shared else None
+    if kept is not None and (len(kept) == n or (len(kept) > n and n % SAMPLE_CHUNK == 0)):
+        return kept[:n]
     torch.manual_seed(opts.seed)
     model.eval()
     samples = model.sample_in_chunks(n, chunk=SAMPLE_CHUNK, temperature=opts.temperature, **condition)
@@ -142,9 +143,12 @@ def fid(model, split, data, opts: Options) -> dict[str, Any]:
     digit sits where, so its features see digit shapes and their places). Another feature space,
     so another name: never one column with the 28 x 28 figure."""
     from genlearn.eval import sample_metrics as sm
+    from genlearn.eval.classifier import as_images
+    from genlearn.eval.conformity import as_canvases
 
     canvases = model.image_shape == CANVAS_SHAPE
     samples = _samples(model, N_SAMPLE_METRIC, opts)
+    (as_canvases if canvases else as_images)(samples, "the model's samples")  # before a network loads
     name, features = (
         ("fid_canvas", _checker_features(opts)) if canvases else ("fid", _classifier_features(opts))
     )
@@ -337,8 +341,8 @@ def _read_by(*shapes: tuple[int, ...]) -> Why:
     def why(model) -> str | None:
         if (reason := _images(model)) is not None or tuple(model.image_shape) in shapes:
             return reason
-        allowed = " or ".join("x".join(map(str, s[1:])) for s in shapes)
-        return f"it makes {'x'.join(map(str, model.image_shape[1:]))} images; it reads {allowed} ones"
+        allowed = " or ".join(map(str, shapes))
+        return f"it makes images of shape {tuple(model.image_shape)}; it reads {allowed}"
 
     return why
 
@@ -414,9 +418,10 @@ def compute_many(
     names: list[str], model, split: dict[str, torch.Tensor], data: Any, opts: Options
 ) -> Iterator[tuple[str, dict[str, Any], float]]:
     """Each metric of `names` in turn, as (name, figures, seconds), the metrics of samples sharing
-    one draw: parzen, fid and coverage score the same 10,000 samples (the same seed draws the same
-    samples), so drawing them once saves two thirds of the time of a slow sampler (Gibbs chains)
-    and changes no figure. The names are all checked before any is computed."""
+    one draw: parzen, fid and coverage score the same 10,000 samples and nearest their first 1,000
+    (the same seed draws the same samples), so drawing them once saves most of the time of a slow
+    sampler (Gibbs chains) and changes no figure. The seconds of the first of them include the
+    draw. The names are all checked before any is computed."""
     for name in names:
         _check(name, model, opts)
     opts = replace(opts, drawn={})

@@ -40,6 +40,15 @@ CAPABILITIES: dict[str, str] = {
     "residuals [h_{K-1}, ..., h_0], images[j + 1] = u(images[j]) + residuals[j]; images[-1] is the sample",
 }
 DATA_KINDS = ("binary", "continuous", "points")
+
+
+def checked_temperature(temperature: float) -> float:
+    """A sampling temperature, refused with one line unless it is 0 or more (NaN included)."""
+    if not temperature >= 0:
+        raise UserError(f"the temperature must be 0 or more, got {temperature:g}")
+    return float(temperature)
+
+
 # Condition names a model may take, and the batch key that carries each one.
 CONDITION_KEYS = {"labels": "y", "captions": "caption"}
 
@@ -122,9 +131,7 @@ class GenerativeModel(nn.Module):
         if temperature == 1.0:
             return {}
         self.require("temperature", "a sampling temperature other than 1")
-        if not temperature >= 0:
-            raise UserError(f"the temperature must be 0 or more, got {temperature:g}")
-        return {"temperature": float(temperature)}
+        return {"temperature": checked_temperature(temperature)}
 
     # ---- hooks ----------------------------------------------------------------------------------
     def prepare(self, data: Any, batch_size: int) -> None:
