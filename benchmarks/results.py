@@ -706,5 +706,17 @@ def main(argv: list[str] | None = None, in_process: bool = False) -> int:
         return 130
 
 
+def stop_on_sigterm() -> None:
+    """`kill PID` stops the plan as Ctrl-C does (its trainings save their checkpoints; the same
+    command resumes): a plan left running in the background is stopped that way, and there the
+    shell has set Ctrl-C's SIGINT to be ignored."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 if __name__ == "__main__":
+    stop_on_sigterm()
     sys.exit(main())

@@ -218,6 +218,40 @@ def test_a_training_stopped_mid_way_is_resumed_and_its_metrics_evaluated_again(p
     assert runs.results(run)["metrics"]["fid"] is not None
 
 
+@needs_mnist
+@pytest.mark.slow
+def test_a_plan_stopped_by_sigterm_stops_its_jobs_and_resumes(tmp_path):
+    """`kill PID` of a plan running in the background: the running training is stopped with its
+    checkpoint, the plan exits 130 saying how to resume, and no job is left behind."""
+    import os
+    import signal
+    import time
+
+    plan, first = tmp_path / "plan", registry.names()[0]
+    command = [sys.executable, str(ROOT / "benchmarks" / "results.py"), "--quick", "--budget", "60"]
+    command += ["--plan", str(plan)]  # the quick plan's RESULTS.md is its own, in the plan
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (plan / first / "metrics.jsonl").is_file():  # its first training is under way
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    assert runs.results(plan / first) == {}  # stopped before the end of its 60 s
+    assert (plan / first / "trainer.pt").is_file()  # with its checkpoint
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and str(plan) in _cmdline(pid)]
+    assert left == []
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 # ---- bad input: one line each ---------------------------------------------------------------------------
 def _cli(*args: str) -> subprocess.CompletedProcess:
     code, out, err = _run(*args)
