@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from conftest import assert_user_error, needs_mnist, one_thread
+from conftest import REAL_CACHE, assert_user_error, needs_mnist, one_thread
 from genlearn import cli, compare, registry, runs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,7 +230,8 @@ def test_a_plan_stopped_by_sigterm_stops_its_jobs_and_resumes(tmp_path):
     plan, first = tmp_path / "plan", registry.names()[0]
     command = [sys.executable, str(ROOT / "benchmarks" / "results.py"), "--quick", "--budget", "60"]
     command += ["--plan", str(plan)]  # the quick plan's RESULTS.md is its own, in the plan
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ, GENLEARN_CACHE=str(REAL_CACHE))  # MNIST, whatever other tests set
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
     while not (plan / first / "metrics.jsonl").is_file():  # its first training is under way
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
