@@ -4,8 +4,9 @@ Rows are figures, grouped as likelihood, sample quality, diversity, representati
 cost; columns are runs (a table of many figures and a few runs reads down, and stays within a
 terminal's width). Three kinds of empty cell keep apart what a reader must not confuse:
 `—` the figure does not apply to the family (decided by `metrics.NEEDS` from the model's declared
-capabilities, conditions, data kind and image shape, never by probing it), `not run` it applies but `genlearn eval` has not
-computed it, and `·` for a figure compare does not know (its applicability is unknown).
+capabilities, conditions, data kind and image shape, never by probing it), `not run` it applies
+but `genlearn eval` has not computed it, and `·` for a figure compare does not know (its
+applicability is unknown).
 
 Likelihoods are not one quantity: an importance-weighted estimate with k samples, a variational
 bound, an AIS estimate with its interval, an AIS-based bound and a Parzen estimate each get their
@@ -159,8 +160,8 @@ class Spec:
     cell, `metric` what computes it. Which models the row applies to is the metric's declaration
     (`metrics.NEEDS`) narrowed by `only` where a metric gives different figures to different
     models (nll: an IW estimate or DRAW's bound; ais: an RBM's estimate or a DBN's bound; fid: on
-    digits or canvases); a row without a metric applies where `only`
-    says (None: only to runs that report it, e.g. an exact log-likelihood small enough to enumerate)."""
+    digits or canvases); a row without a metric applies where `only` says (None: only to runs
+    that report it, e.g. an exact log-likelihood small enough to enumerate)."""
 
     key: str
     group: str
@@ -244,7 +245,8 @@ def _likelihood_specs(nll_ks: list[str], bound_parts: list[str]) -> list[Spec]:
              _rbm_ais, "ais", with_interval(), _ais_keys(ais_rbm)),
         Spec(ais_bound, LIKELIHOOD, "log p(x) ≥ AIS-based variational bound [±3σ] ↑", "AIS bound",
              _can("log_likelihood_bound"), "ais", with_interval(), _ais_keys(ais_bound)),
-        Spec("ais_log_z", LIKELIHOOD, "  log Z by AIS [±3σ]", "log Z", None, "ais", with_interval(), _ais_keys("ais_log_z")),
+        Spec("ais_log_z", LIKELIHOOD, "  log Z by AIS [±3σ]", "log Z", None, "ais", with_interval(),
+             _ais_keys("ais_log_z")),
         Spec("log_likelihood", LIKELIHOOD, "log p(x), exact (log Z enumerated) ↑", "log p", None, None),
         Spec("bound", LIKELIHOOD, "log p(x) ≥ variational bound, exact log Z ↑", "bound", None, None),
         Spec("parzen", LIKELIHOOD, "log p(x), Parzen estimate on 10,000 samples ↑", "Parzen",

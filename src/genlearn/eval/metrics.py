@@ -97,16 +97,15 @@ def _samples(model, n: int, opts: Options, **condition: Any) -> torch.Tensor:
     (the chunks are drawn in turn from the seeded generator), so a metric of 1,000 samples takes
     the first chunk of another's 10,000."""
     shared = opts.drawn is not None and not condition
-    kept = opts.drawn.get((id(model), opts.temperature)) if shared else None
+    key = (id(model), opts.temperature)
+    kept = opts.drawn.get(key) if shared else None
     if kept is not None and (len(kept) == n or (len(kept) > n and n % SAMPLE_CHUNK == 0)):
         return kept[:n]
     torch.manual_seed(opts.seed)
     model.eval()
     samples = model.sample_in_chunks(n, chunk=SAMPLE_CHUNK, temperature=opts.temperature, **condition)
-    if shared:
-        kept = opts.drawn.get((id(model), opts.temperature))
-        if kept is None or len(kept) < n:
-            opts.drawn[(id(model), opts.temperature)] = samples
+    if shared and (kept is None or len(kept) < n):
+        opts.drawn[key] = samples
     return samples
 
 
@@ -143,12 +142,9 @@ def fid(model, split, data, opts: Options) -> dict[str, Any]:
     digit sits where, so its features see digit shapes and their places). Another feature space,
     so another name: never one column with the 28 x 28 figure."""
     from genlearn.eval import sample_metrics as sm
-    from genlearn.eval.classifier import as_images
-    from genlearn.eval.conformity import as_canvases
 
     canvases = model.image_shape == CANVAS_SHAPE
-    samples = _samples(model, N_SAMPLE_METRIC, opts)
-    (as_canvases if canvases else as_images)(samples, "the model's samples")  # before a network loads
+    samples = _readable(model, _samples(model, N_SAMPLE_METRIC, opts))
     name, features = (
         ("fid_canvas", _checker_features(opts)) if canvases else ("fid", _classifier_features(opts))
     )
@@ -163,6 +159,17 @@ def fid(model, split, data, opts: Options) -> dict[str, Any]:
         name: sm.frechet_from_stats(*stats(samples), *held),
         f"{name}_real": sm.frechet_from_stats(*stats(floor_set), *held),
     }
+
+
+def _readable(model, samples: torch.Tensor) -> torch.Tensor:
+    """The samples, checked as the network that reads them expects (the MNIST classifier's
+    28 x 28 intensities, the conformity checker's 60 x 60 canvases) before that network is
+    loaded, or trained on a fresh machine."""
+    from genlearn.eval.classifier import as_images
+    from genlearn.eval.conformity import as_canvases
+
+    check = as_canvases if model.image_shape == CANVAS_SHAPE else as_images
+    return check(samples, "the model's samples")
 
 
 def _classifier_features(opts: Options) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -188,7 +195,7 @@ def coverage(model, split, data, opts: Options) -> dict[str, Any]:
     from genlearn.eval import sample_metrics as sm
     from genlearn.eval.classifier import load_classifier
 
-    samples = _samples(model, N_SAMPLE_METRIC, opts)
+    samples = _readable(model, _samples(model, N_SAMPLE_METRIC, opts))
     classifier = load_classifier(progress=opts.progress)
     log_p = sm.class_log_probs(samples, classifier)  # one pass of the classifier for all three
     hist = sm.histogram_of(log_p)
@@ -208,7 +215,7 @@ def label_agreement(model, split, data, opts: Options) -> dict[str, Any]:
     from genlearn.nn.stats import mean_and_stderr
 
     labels = torch.arange(NUM_CLASSES).repeat_interleave(N_SAMPLE_METRIC // NUM_CLASSES)
-    samples = _samples(model, len(labels), opts, labels=labels.to(model.device))
+    samples = _readable(model, _samples(model, len(labels), opts, labels=labels.to(model.device)))
     classifier = load_classifier(progress=opts.progress)
     hits = (sm.class_log_probs(samples, classifier).argmax(1) == labels).double()
     mean, stderr = mean_and_stderr(hits)
@@ -392,7 +399,8 @@ SHARED_DRAW = ("parzen", "fid", "coverage", "nearest")
 def _check(name: str, model, opts: Options) -> None:
     """Refuse, before any work: an unknown metric, one that does not apply to the model (`NEEDS`),
     and a temperature other than 1 for a metric that does not sample or a model that cannot."""
-    if opts.temperature != 1.0 and name in METRICS and name not in SAMPLED:
+    check_name(name)
+    if opts.temperature != 1.0 and name not in SAMPLED:
         raise UserError(
             f"--temperature applies to the metrics of samples ({', '.join(SAMPLED)}), not {name!r}"
         )

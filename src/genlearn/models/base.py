@@ -40,6 +40,8 @@ CAPABILITIES: dict[str, str] = {
     "residuals [h_{K-1}, ..., h_0], images[j + 1] = u(images[j]) + residuals[j]; images[-1] is the sample",
 }
 DATA_KINDS = ("binary", "continuous", "points")
+# Condition names a model may take, and the batch key that carries each one.
+CONDITION_KEYS = {"labels": "y", "captions": "caption"}
 
 
 def checked_temperature(temperature: float) -> float:
@@ -47,10 +49,6 @@ def checked_temperature(temperature: float) -> float:
     if not temperature >= 0:
         raise UserError(f"the temperature must be 0 or more, got {temperature:g}")
     return float(temperature)
-
-
-# Condition names a model may take, and the batch key that carries each one.
-CONDITION_KEYS = {"labels": "y", "captions": "caption"}
 
 
 class GenerativeModel(nn.Module):
