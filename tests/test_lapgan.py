@@ -54,8 +54,9 @@ def test_levels_follow_the_data(dataset, sizes):
 def test_level_count_is_checked_against_the_data():
     assert make(dataset="mnist-2digit", levels=4).sizes == [(60, 60), (30, 30), (15, 15), (8, 8)]
     assert make(levels=1).sample(2).shape == (2, 1, 28, 28)  # a plain GAN on the whole image
+    assert make(levels=4).sizes == [(28, 28), (14, 14), (7, 7), (4, 4)]
     with pytest.raises(UserError, match="at least 9 pixels"):
-        make(levels=4)  # 28 -> 14 -> 7 -> 4: D_2 cannot read a 7 x 7 residual
+        make(levels=4, d_padding="none")  # D_2's unpadded convolutions cannot read a 7 x 7 residual
     with pytest.raises(UserError, match="level_steps"):
         make(level_steps="1,1")
     with pytest.raises(UserError, match="level_steps"):
@@ -424,8 +425,38 @@ def test_both_coarsest_pairs_make_and_judge_the_coarsest_images(arch, dataset, c
     assert model.sample(2, **({"labels": labels} if conditional else {})).shape == (2, *model.image_shape)
 
 
+def seen_pixels(D: torch.nn.Module, size: tuple[int, int], residual: bool) -> torch.Tensor:
+    """(H, W) bool: which input pixels D's logit depends on. With every weight and bias positive
+    and a positive input, every ReLU passes, so a pixel's gradient is zero only where no path
+    of the network reads it."""
+    D = D.eval()
+    with torch.no_grad():
+        for p in D.parameters():
+            p.fill_(0.01)
+    x = torch.ones(1, 1, *size, requires_grad=True)
+    (D(x, (torch.zeros_like(x), None)) if residual else D(x)).sum().backward()
+    return x.grad[0, 0] > 0
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "mnist-2digit"])
+def test_every_discriminator_reads_every_pixel(dataset):
+    """The default D_k sees the whole residual; the released code's unpadded D_k (d_padding
+    none) is blind to exactly its last row and column, where G_k then paints unchecked lines."""
+    for padding in ("same", "none"):
+        model = make(dataset=dataset, d_padding=padding)
+        for level, size in enumerate(model.sizes):
+            seen = seen_pixels(model.D[level], size, residual=level < model.coarsest)
+            if padding == "same" or level == model.coarsest:
+                assert seen.all(), (padding, level)
+            else:
+                expected = torch.ones(size, dtype=torch.bool)
+                expected[-1, :] = expected[:, -1] = False
+                assert torch.equal(seen, expected), (padding, level)
+
+
 def test_a_run_saved_before_coarse_arch_keeps_its_mlp_pair(tmp_path):
-    """Runs written before `coarse_arch` existed have the MLP coarsest pair: they still load."""
+    """Runs written before `coarse_arch` existed have the MLP coarsest pair, and before
+    `d_padding` existed the unpadded discriminators: they still load."""
     from genlearn import config as cfg
     from genlearn import runs
 
@@ -434,7 +465,10 @@ def test_a_run_saved_before_coarse_arch_keeps_its_mlp_pair(tmp_path):
     )
     text = cfg.to_toml(model.config, "lapgan", "0.1.0")
     old = "\n".join(
-        line for line in text.splitlines() if not line.startswith(("coarse_arch", "coarse_channels"))
+        line
+        for line in text.splitlines()
+        if not line.startswith(("coarse_arch", "coarse_channels", "d_padding"))
     )
     (tmp_path / runs.CONFIG_FILE).write_text(old + "\n")
-    assert runs.run_config(tmp_path)[1].coarse_arch == "mlp"
+    config = runs.run_config(tmp_path)[1]
+    assert (config.coarse_arch, config.d_padding) == ("mlp", "none")

@@ -140,13 +140,16 @@ def run_config(run_dir: str | Path) -> tuple[str, Any]:
 def _upgrade(name: str, values: dict[str, Any]) -> dict[str, Any]:
     """Config files of older versions: a GAN's `min_lr` (an absolute floor of the SGD decay) is now
     the loop's exponential schedule with the floor `lr_final` as a fraction of lr; a LAPGAN saved
-    before `coarse_arch` existed has the MLP coarsest pair (the default is now conv)."""
+    before `coarse_arch` existed has the MLP coarsest pair (the default is now conv), and one saved
+    before `d_padding` existed has the released code's unpadded discriminators."""
     if "min_lr" in values:
         min_lr = values.pop("min_lr")
         lr = values.get("lr", registry.make_config(name).lr)
         values.setdefault("lr_final", min_lr / lr if lr else 0.0)
     if "coarse_g_hidden" in values and "coarse_arch" not in values:
         values["coarse_arch"] = "mlp"
+    if "coarse_g_hidden" in values and "d_padding" not in values:
+        values["d_padding"] = "none"
     return values
 
 

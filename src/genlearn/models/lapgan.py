@@ -33,7 +33,14 @@ Networks, after the paper's released CIFAR-10 code (facebook/eyescream,
   the output linear (a residual is signed).
 - D_k (k < K): h + l_k (the released code adds the low-pass image to the residual before the
   first convolution, as the paper says, so D_k judges the image the residual makes) -> conv
-  5 x 5, 64, ReLU -> conv 5 x 5 stride 2, 64, ReLU -> dropout 0.5 -> linear -> logit; unpadded.
+  5 x 5, 64, ReLU -> conv 5 x 5 stride 2, 64, ReLU -> dropout 0.5 -> linear -> logit.
+  Padding (`d_padding`): the released code's convolutions are unpadded (`none`), and then D_k
+  never sees the last row and column of its input: the unpadded 5 x 5 convolution leaves
+  H - 4 rows, an even count, and the stride-2 5 x 5 one reads rows 0..H - 6 of them, so row
+  H - 5, the only one that holds input row H - 1, is dropped (28 x 28: 55 of 784 pixels
+  unseen; 32 x 32 CIFAR-10 alike). G_k, unchecked there, paints a bright line along the bottom
+  and right edges that every finer level inherits (our first runs' pyramids). The default,
+  `same`, pads both convolutions by 2, so that D_k reads every pixel.
 - The coarsest pair (7 x 7 on MNIST, 15 x 15 on the canvases), `coarse_arch`:
   `mlp`, the released code's coarsest level (its 8 x 8 CIFAR-10 model is `train_cifar.lua`'s
   fully connected pair): G_K: z (`z_dim` 100, U(-1, 1)) -> 1200 ReLU -> 1200 ReLU -> pixels,
@@ -109,9 +116,10 @@ from genlearn.models.gan import (
 from genlearn.nn.pyramid import downsample, pyramid_sizes, upsample
 
 IMAGE_SIZES = {"mnist": (1, 28, 28), "mnist-2digit": (1, 60, 60)}  # (C, H, W) of each data set
-MIN_RESIDUAL_SIDE = 9  # D_k's unpadded 5 x 5 and stride-2 5 x 5 convolutions need 9 pixels
+MIN_RESIDUAL_SIDE = 9  # D_k's unpadded 5 x 5 and stride-2 5 x 5 convolutions (d_padding none) need 9
 EVAL_IMAGES = 1000  # held-out images `evaluate` looks at
 SAMPLE_CHUNK = 250  # images per pass through the networks when sampling
+D_PADDING = {"same": 2, "none": 0}  # each residual D's padding of its 5 x 5 convolutions
 
 
 @dataclass
@@ -142,6 +150,11 @@ class Config(Common):
         600, min=1, help="hidden units per layer of the coarsest discriminator (mlp)"
     )
     coarse_channels: int = bounded(64, min=2, help="channels of the coarsest G (conv); its D has half")
+    d_padding: str = choice(
+        "same",
+        ("same", "none"),
+        "padding of each residual D's convolutions: same (reads every pixel) or none (the released code)",
+    )
     d_dropout: float = bounded(0.5, min=0.0, max=0.99, help="dropout before every discriminator's output")
     optimizer: str = choice("adam", ("adam", "sgd"), "optimiser of every network (the paper: sgd, lr 0.02)")
     lr: float = bounded(2e-4, min=0.0, help="learning rate (the paper's SGD: 0.02)")
@@ -157,11 +170,11 @@ class Config(Common):
             )
         sizes = level_sizes(self)
         small = [f"{h} x {w}" for h, w in sizes[:-1] if min(h, w) < MIN_RESIDUAL_SIDE]
-        if small:
+        if small and self.d_padding == "none":
             raise UserError(
                 f"levels={self.levels} makes a residual level of {small[0]} on {self.dataset}: each "
-                f"residual level needs at least {MIN_RESIDUAL_SIDE} pixels a side (sizes "
-                f"{' -> '.join(str(h) for h, _ in sizes)}); use fewer levels"
+                f"residual level needs at least {MIN_RESIDUAL_SIDE} pixels a side with d_padding=none "
+                f"(sizes {' -> '.join(str(h) for h, _ in sizes)}); use fewer levels or d_padding=same"
             )
         parse_level_steps(self.level_steps, self.levels)
 
@@ -224,15 +237,18 @@ class ResidualGenerator(nn.Module):
 
 class ResidualDiscriminator(nn.Module):
     """D_k: h + l_k (, label planes) -> conv 5x5 -> ReLU -> conv 5x5 stride 2 -> ReLU -> dropout
-    -> linear: one logit per image."""
+    -> linear: one logit per image. `pad` 2 reads every pixel; 0 (the released code) is blind
+    to the last row and column (the module docstring)."""
 
-    def __init__(self, channels: int, hidden: int, size: tuple[int, int], n_labels: int, dropout: float):
+    def __init__(
+        self, channels: int, hidden: int, size: tuple[int, int], n_labels: int, dropout: float, pad: int
+    ):
         super().__init__()
-        h, w = ((s - 4 - 5) // 2 + 1 for s in size)
+        h, w = ((s + 2 * pad - 4 + 2 * pad - 5) // 2 + 1 for s in size)
         self.net = nn.Sequential(
-            nn.Conv2d(channels + n_labels, hidden, 5),
+            nn.Conv2d(channels + n_labels, hidden, 5, padding=pad),
             nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 5, stride=2),
+            nn.Conv2d(hidden, hidden, 5, stride=2, padding=pad),
             nn.ReLU(),
             nn.Flatten(),
             nn.Dropout(dropout),
@@ -364,7 +380,12 @@ class LAPGAN(GenerativeModel):
             + [coarse_g(c, coarse_shape, labels)]
         )
         self.D = nn.ModuleList(
-            [ResidualDiscriminator(channels, c.d_channels, size, labels, c.d_dropout) for size in residual]
+            [
+                ResidualDiscriminator(
+                    channels, c.d_channels, size, labels, c.d_dropout, D_PADDING[c.d_padding]
+                )
+                for size in residual
+            ]
             + [coarse_d(c, coarse_shape, labels)]
         )
         # per-level counters (k and the figures depend on them) and the steps (SGD's momentum
