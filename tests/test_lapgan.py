@@ -182,8 +182,11 @@ def test_defaults_are_adam_and_non_saturating_and_the_papers_sgd_is_reachable():
     sizes = [
         tuple(m.weight.shape) for m in model.D[0].net if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
     ]
-    assert sizes == [(64, 1, 5, 5), (64, 64, 5, 5), (1, 64 * 10 * 10)]
-    paper = make(optimizer="sgd", lr=0.02, momentum_epochs=10)
+    assert sizes == [(64, 1, 5, 5), (64, 64, 5, 5), (1, 64 * 14 * 14)]  # padded: 28 -> 28 -> 14
+    assert model.level_steps == [1, 2, 2]
+    paper = make(optimizer="sgd", lr=0.02, momentum_epochs=10, d_padding="none", level_steps="1,1,1")
+    sizes = [tuple(m.weight.shape) for m in paper.D[0].net if isinstance(m, torch.nn.Linear)]
+    assert sizes == [(1, 4 * 10 * 10)]  # the released code's unpadded D: 28 -> 24 -> 10
     assert isinstance(paper.optimizers["d2"], torch.optim.SGD)
     paper.steps_per_epoch = 100
     paper.steps.fill_(500)  # halfway through the ramp
@@ -471,4 +474,11 @@ def test_a_run_saved_before_coarse_arch_keeps_its_mlp_pair(tmp_path):
     )
     (tmp_path / runs.CONFIG_FILE).write_text(old + "\n")
     config = runs.run_config(tmp_path)[1]
-    assert (config.coarse_arch, config.d_padding) == ("mlp", "none")
+    assert (config.coarse_arch, config.d_padding, config.level_steps) == ("mlp", "none", "1,1,1")
+    assert lapgan.LAPGAN(config).level_steps == [1, 1, 1]  # a resumed old run keeps its schedule
+
+
+def test_default_level_steps_give_the_coarser_levels_two_updates():
+    assert make().level_steps == [1, 2, 2]
+    assert make(dataset="mnist-2digit", levels=4).level_steps == [1, 2, 2, 2]
+    assert make(levels=1).level_steps == [1]

@@ -141,7 +141,8 @@ def _upgrade(name: str, values: dict[str, Any]) -> dict[str, Any]:
     """Config files of older versions: a GAN's `min_lr` (an absolute floor of the SGD decay) is now
     the loop's exponential schedule with the floor `lr_final` as a fraction of lr; a LAPGAN saved
     before `coarse_arch` existed has the MLP coarsest pair (the default is now conv), and one saved
-    before `d_padding` existed has the released code's unpadded discriminators."""
+    before `d_padding` existed has the released code's unpadded discriminators and, where its
+    `level_steps` was empty, one update of each level a batch (empty now gives coarser levels 2)."""
     if "min_lr" in values:
         min_lr = values.pop("min_lr")
         lr = values.get("lr", registry.make_config(name).lr)
@@ -150,6 +151,8 @@ def _upgrade(name: str, values: dict[str, Any]) -> dict[str, Any]:
         values["coarse_arch"] = "mlp"
     if "coarse_g_hidden" in values and "d_padding" not in values:
         values["d_padding"] = "none"
+        if not str(values.get("level_steps", "")).strip():  # then "" meant 1 update of each level
+            values["level_steps"] = ",".join(["1"] * int(values.get("levels", 3)))
     return values
 
 

@@ -19,7 +19,14 @@ the GAN itself calls, with the level's pair, its optimisers and (l_k, label) as 
 The levels do not depend on one another in training (each sees the real pyramid, never another
 level's samples), so they train together: every `train_step` makes one Algorithm-1 update of
 every level on the same minibatch's pyramid, coarse to fine. `level_steps` ("n_0,...,n_K",
-finest first) sets each level's budget: n_k updates per batch (0 freezes a level).
+finest first) sets each level's budget: n_k updates per batch (0 freezes a level). The default
+gives the finest level 1 and every coarser level 2: a coarser level costs a quarter of the next
+finer one or less (on MNIST at 16 channels, one thread: 0.29 s a batch of 100 for level 0, 0.06
+s for level 1, 0.04 s for the coarsest), yet it draws the digit's shape, which no finer level
+can mend. Measured (fifth session, 30 minutes each on one thread of an AMD EPYC, two runs side
+by side, `g_channels = d_channels = 16`): with a real 14 x 14 image under it, level 0 alone
+reaches FID 13.7, with a real 7 x 7 image under levels 1 and 0 it is 165, and the whole
+pyramid 226 (levels 1,1,1); with 1,2,2 the whole pyramid reached FID 141.6 in the same time.
 
 Data. MNIST intensities in [0, 1] ("continuous", as dcgan and cgan), or the 60 x 60 two-digit
 canvases (`dataset = mnist-2digit`). The sizes come from the data: 28 -> 14 -> 7 and
@@ -71,7 +78,8 @@ so the samples are the collapse of their own pyramids.
 Optimisation. The paper's settings (its released code): SGD, lr 0.02, momentum 0.5 rising to
 0.7 (by 0.0008 an epoch), batch 128, G maximising log D(G(z)) (the non-saturating loss):
 `--set optimizer=sgd lr=0.02` (the ramp: `momentum`, `momentum_final`, `momentum_epochs`; the
-minimax loss of the GAN paper's text: `loss=minimax`). The default is Adam (lr 2e-4, beta_1 0.5,
+minimax loss of the GAN paper's text: `loss=minimax`); the released code's networks and schedule
+in full add `coarse_arch=mlp d_padding=none level_steps=1,1,1`. The default is Adam (lr 2e-4, beta_1 0.5,
 as dcgan) with the non-saturating loss, because on MNIST it trained better in a short
 measurement: 300 steps of batch 50 on one thread of an AMD EPYC (about 55 s a run; networks
 narrowed to 16 channels and 256/128 coarse units to fit), two seeds each, Frechet distance on the
@@ -134,7 +142,8 @@ class Config(Common):
     level_steps: str = field(
         default="",
         metadata={
-            "help": "Algorithm-1 updates of each level per batch, finest first, e.g. 1,1,2; empty = 1 each"
+            "help": "Algorithm-1 updates of each level per batch, finest first, e.g. 1,1,2; "
+            "empty = 1 for the finest, 2 for each coarser level"
         },
     )
     z_dim: int = bounded(100, min=1, help="noise dimension of the coarsest generator")
@@ -189,9 +198,9 @@ def level_sizes(c: Config) -> list[tuple[int, int]]:
 
 
 def parse_level_steps(text: str, levels: int) -> list[int]:
-    """`level_steps` as one count per level, finest first: "" -> [1] * levels."""
+    """`level_steps` as one count per level, finest first: "" -> [1, 2, ..., 2]."""
     if not text.strip():
-        return [1] * levels
+        return [1] + [2] * (levels - 1)
     try:
         steps = [int(part) for part in text.split(",")]
     except ValueError:
