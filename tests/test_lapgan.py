@@ -108,6 +108,30 @@ def test_zero_residuals_give_the_upsampled_coarse_image():
         assert torch.equal(coarse, model.G[-1](z))
 
 
+def test_refine_completes_a_coarse_image_with_the_finer_levels():
+    """refine(I_k) runs G_{k-1}, ..., G_0 from a given image, its noise planes drawn coarse to
+    fine: the sample's own I~_1 gives the formula's I~_0; zero residuals only upsample."""
+    torch.manual_seed(0)
+    model = make().eval()
+    images, _ = model.sample_pyramid(3, torch.Generator().manual_seed(2))
+    low = upsample(images[1], (28, 28))
+    with torch.no_grad():
+        plane = model.noise_plane(0, 3, torch.Generator().manual_seed(5))
+        expected = (low + model.G[0](plane, (low, None))).clamp(0, 1)
+    assert torch.equal(model.refine(images[1], torch.Generator().manual_seed(5)), expected)
+    assert model.refine(images[0]).shape == (3, 1, 28, 28)
+    with torch.no_grad():
+        for G in model.G[: model.coarsest]:
+            G.net[-1].weight.zero_()
+            G.net[-1].bias.zero_()
+    coarse = torch.rand(2, 1, 7, 7)
+    assert torch.equal(model.refine(coarse), upsample(upsample(coarse, (14, 14)), (28, 28)))
+    with pytest.raises(UserError, match="coarser level"):
+        model.refine(torch.rand(2, 1, 28, 28))  # the finest level has nothing to refine
+    conditional = make("lapgan-conditional").eval()
+    assert conditional.refine(torch.rand(2, 1, 14, 14), labels=torch.tensor([3, 7])).shape == (2, 1, 28, 28)
+
+
 def test_training_sees_the_real_laplacian_pyramid():
     x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     lows, residuals, coarsest = make().real_pyramid(x)

@@ -542,15 +542,57 @@ class LAPGAN(GenerativeModel):
     def _collapse_noise(
         self, z: torch.Tensor, planes: dict[int, torch.Tensor], onehot: torch.Tensor | None
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """I~_K = G_K(z_K); I~_k = clamp(u(I~_{k+1}) + G_k(z_k, u(I~_{k+1})), 0, 1), coarse to fine."""
-        image = self.G[self.coarsest](z, onehot)
+        """I~_K = G_K(z_K), then `_refine` from level K."""
+        return self._refine(self.G[self.coarsest](z, onehot), self.coarsest, planes, onehot)
+
+    def _refine(
+        self, image: torch.Tensor, level: int, planes: dict[int, torch.Tensor], onehot: torch.Tensor | None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """I~_k = clamp(u(I~_{k+1}) + G_k(z_k, u(I~_{k+1})), 0, 1) for k = level - 1, ..., 0, from
+        `image` at `level`: ([image, I~_{level-1}, ..., I~_0], [h~_{level-1}, ..., h~_0])."""
         images, residuals = [image], []
-        for level in reversed(range(self.coarsest)):
-            low = upsample(image, self.sizes[level])
-            image = (low + self.G[level](planes[level], (low, onehot))).clamp(0, 1)
+        for k in reversed(range(level)):
+            low = upsample(image, self.sizes[k])
+            image = (low + self.G[k](planes[k], (low, onehot))).clamp(0, 1)
             images.append(image)
             residuals.append(image - low)
         return images, residuals
+
+    @torch.no_grad()
+    def refine(
+        self, coarse: torch.Tensor, generator: torch.Generator | None = None, **condition: Any
+    ) -> torch.Tensor:
+        """Full-size samples that complete given coarse images: `coarse` (n, C, H_k, W_k) stands
+        for I~_k at the level k > 0 of its size (a real image's I_k, say), and G_{k-1}, ..., G_0
+        draw the finer levels, as the paper's figures complete real low-resolution images. Which
+        level limits the samples shows here: feed the real I_k and score the result. Labels as
+        `sample`; the noise planes are drawn from `generator` coarse to fine, after the labels."""
+        shapes = [(self.image_shape[0], *size) for size in self.sizes[1:]]
+        if coarse.dim() != 4 or tuple(coarse.shape[1:]) not in shapes:
+            raise UserError(
+                f"refine takes images of a coarser level, (n, C, H, W) with (C, H, W) one of "
+                f"{', '.join(' x '.join(map(str, s)) for s in shapes)}; got {tuple(coarse.shape)}"
+            )
+        level = 1 + shapes.index(tuple(coarse.shape[1:]))
+        n = len(coarse)
+        labels = self.conditions_for(n, generator, **condition).get("labels")
+        onehot = None if labels is None else one_hot(checked_labels(labels, n, self.steps.device))
+        planes = {k: self.noise_plane(k, n, generator) for k in reversed(range(level))}
+        was = self.training
+        self.eval()
+        try:
+            out = [
+                self._refine(
+                    coarse[part],
+                    level,
+                    {k: v[part] for k, v in planes.items()},
+                    None if onehot is None else onehot[part],
+                )[0][-1]
+                for part in (slice(i, i + SAMPLE_CHUNK) for i in range(0, n, SAMPLE_CHUNK))
+            ]
+        finally:
+            self.train(was)
+        return torch.cat(out) if out else coarse.new_zeros(0, *self.image_shape)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, **condition: Any) -> torch.Tensor:
