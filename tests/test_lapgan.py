@@ -132,6 +132,23 @@ def test_refine_completes_a_coarse_image_with_the_finer_levels():
     assert conditional.refine(torch.rand(2, 1, 14, 14), labels=torch.tensor([3, 7])).shape == (2, 1, 28, 28)
 
 
+@pytest.mark.parametrize("padding", [0, 2])
+def test_label_maps_equal_convolving_the_label_planes(padding):
+    """conv_with_label_planes is the convolution of [x, ten constant label planes], values and
+    gradients, for one-hot and for any other code (the convolution is linear in the planes)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(2 + 10, 6, 5, padding=padding, stride=2)
+    x = torch.randn(4, 2, 14, 14)
+    for code in (torch.nn.functional.one_hot(torch.tensor([3, 0, 9, 3]), 10).float(), torch.rand(4, 10)):
+        planes = code[:, :, None, None].expand(-1, -1, 14, 14)
+        plain = conv(torch.cat([x, planes], 1))
+        fast = lapgan.conv_with_label_planes(conv, x, code)
+        torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+        grad_plain = torch.autograd.grad(plain.square().sum(), conv.weight)[0]
+        grad_fast = torch.autograd.grad(fast.square().sum(), conv.weight)[0]
+        torch.testing.assert_close(grad_fast, grad_plain, atol=1e-4, rtol=1e-4)
+
+
 def test_training_sees_the_real_laplacian_pyramid():
     x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     lows, residuals, coarsest = make().real_pyramid(x)

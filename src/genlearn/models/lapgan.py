@@ -109,6 +109,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from genlearn.config import IMAGE_DATASETS, Common, bounded, choice
 from genlearn.errors import UserError
@@ -217,11 +218,24 @@ def parse_level_steps(text: str, levels: int) -> list[int]:
 # The networks of one level
 
 
-def label_planes(onehot: torch.Tensor | None, like: torch.Tensor) -> list[torch.Tensor]:
-    """The label's one-hot code as constant planes of `like`'s size ([] when unconditional)."""
+def conv_with_label_planes(conv: nn.Conv2d, x: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
+    """conv(cat([x, label planes])), without convolving the planes image by image.
+
+    Speed: a convolution is linear in its input planes, and label l's plane is a constant, so
+    its part of the output is onehot[:, l] times one map, conv(a plane of ones) through l's
+    filters, the same for every image: ten maps a batch (one small convolution) and a matrix
+    product replace the ten planes' share of the convolution (most of the first convolution's
+    cost at level 0: 12 input planes, 2 of them the image's). The weights are `conv`'s own, so
+    saved runs load unchanged; sums run in another order (float rounding apart, equal)."""
     if onehot is None:
-        return []
-    return [onehot[:, :, None, None].expand(-1, -1, *like.shape[-2:])]
+        return conv(x)
+    channels = x.shape[1]
+    weight = conv.weight
+    out = F.conv2d(x, weight[:, :channels], conv.bias, conv.stride, conv.padding)
+    hidden, labels = weight.shape[0], weight.shape[1] - channels
+    per_label = weight[:, channels:].transpose(0, 1).reshape(labels * hidden, 1, *weight.shape[-2:])
+    maps = F.conv2d(x.new_ones(1, 1, *x.shape[-2:]), per_label, None, conv.stride, conv.padding)
+    return out + (onehot @ maps.view(labels, -1)).view_as(out)
 
 
 class ResidualGenerator(nn.Module):
@@ -241,7 +255,7 @@ class ResidualGenerator(nn.Module):
         self, noise: torch.Tensor, condition: tuple[torch.Tensor, torch.Tensor | None]
     ) -> torch.Tensor:
         low, onehot = condition
-        return self.net(torch.cat([noise, low, *label_planes(onehot, low)], 1))
+        return self.net[1:](conv_with_label_planes(self.net[0], torch.cat([noise, low], 1), onehot))
 
 
 class ResidualDiscriminator(nn.Module):
@@ -268,7 +282,7 @@ class ResidualDiscriminator(nn.Module):
         self, residual: torch.Tensor, condition: tuple[torch.Tensor, torch.Tensor | None]
     ) -> torch.Tensor:
         low, onehot = condition
-        return self.net(torch.cat([residual + low, *label_planes(onehot, low)], 1))
+        return self.net[1:](conv_with_label_planes(self.net[0], residual + low, onehot))
 
 
 class CoarseGenerator(nn.Module):
@@ -353,7 +367,7 @@ class CoarseConvDiscriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, onehot: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(torch.cat([x, *label_planes(onehot, x)], 1))
+        return self.net[1:](conv_with_label_planes(self.net[0], x, onehot))
 
 
 COARSE = {
