@@ -104,6 +104,7 @@ held-out images.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -529,48 +530,12 @@ class LAPGAN(GenerativeModel):
         residuals[j]. Noise and labels are drawn from `generator`: z_K, the labels (when not
         given), then the noise planes coarse to fine."""
         z = self.coarse_noise(n, generator)
-        labels = self.conditions_for(n, generator, **condition).get("labels")
-        onehot = None if labels is None else one_hot(checked_labels(labels, n, self.steps.device))
+        onehot = self._onehot(n, generator, **condition)
         planes = {level: self.noise_plane(level, n, generator) for level in reversed(range(self.coarsest))}
-        was = self.training
-        self.eval()
-        try:
-            chunks = []
-            for start in range(0, n, SAMPLE_CHUNK):
-                part = slice(start, start + SAMPLE_CHUNK)
-                chunks.append(
-                    self._collapse_noise(
-                        z[part],
-                        {k: v[part] for k, v in planes.items()},
-                        None if onehot is None else onehot[part],
-                    )
-                )
-        finally:
-            self.train(was)
-        if not chunks:  # n = 0
-            chunks.append(self._collapse_noise(z, planes, onehot))
-        images = [torch.cat([ch[0][j] for ch in chunks]) for j in range(self.coarsest + 1)]
-        residuals = [torch.cat([ch[1][j] for ch in chunks]) for j in range(self.coarsest)]
-        return images, residuals
-
-    def _collapse_noise(
-        self, z: torch.Tensor, planes: dict[int, torch.Tensor], onehot: torch.Tensor | None
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """I~_K = G_K(z_K), then `_refine` from level K."""
-        return self._refine(self.G[self.coarsest](z, onehot), self.coarsest, planes, onehot)
-
-    def _refine(
-        self, image: torch.Tensor, level: int, planes: dict[int, torch.Tensor], onehot: torch.Tensor | None
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """I~_k = clamp(u(I~_{k+1}) + G_k(z_k, u(I~_{k+1})), 0, 1) for k = level - 1, ..., 0, from
-        `image` at `level`: ([image, I~_{level-1}, ..., I~_0], [h~_{level-1}, ..., h~_0])."""
-        images, residuals = [image], []
-        for k in reversed(range(level)):
-            low = upsample(image, self.sizes[k])
-            image = (low + self.G[k](planes[k], (low, onehot))).clamp(0, 1)
-            images.append(image)
-            residuals.append(image - low)
-        return images, residuals
+        coarsest = self.G[self.coarsest]
+        return self._refine_in_chunks(
+            n, self.coarsest, lambda part, onehot: coarsest(z[part], onehot), planes, onehot
+        )
 
     @torch.no_grad()
     def refine(
@@ -589,24 +554,53 @@ class LAPGAN(GenerativeModel):
             )
         level = 1 + shapes.index(tuple(coarse.shape[1:]))
         n = len(coarse)
-        labels = self.conditions_for(n, generator, **condition).get("labels")
-        onehot = None if labels is None else one_hot(checked_labels(labels, n, self.steps.device))
+        onehot = self._onehot(n, generator, **condition)
         planes = {k: self.noise_plane(k, n, generator) for k in reversed(range(level))}
+        images, _ = self._refine_in_chunks(n, level, lambda part, onehot: coarse[part], planes, onehot)
+        return images[-1]
+
+    def _onehot(self, n: int, generator: torch.Generator | None, **condition: Any) -> torch.Tensor | None:
+        """The one-hot code of the given (or drawn, from `generator`) labels; None if unconditional."""
+        labels = self.conditions_for(n, generator, **condition).get("labels")
+        return None if labels is None else one_hot(checked_labels(labels, n, self.steps.device))
+
+    def _refine_in_chunks(
+        self,
+        n: int,
+        level: int,
+        start: Callable[[slice, torch.Tensor | None], torch.Tensor],
+        planes: dict[int, torch.Tensor],
+        onehot: torch.Tensor | None,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """`_refine` from I~_level = start(part, its one-hot codes), SAMPLE_CHUNK images at a time
+        in eval mode, the chunks' pyramids joined level by level."""
+        parts = [slice(i, i + SAMPLE_CHUNK) for i in range(0, n, SAMPLE_CHUNK)] or [slice(0, 0)]
         was = self.training
         self.eval()
         try:
-            out = [
-                self._refine(
-                    coarse[part],
-                    level,
-                    {k: v[part] for k, v in planes.items()},
-                    None if onehot is None else onehot[part],
-                )[0][-1]
-                for part in (slice(i, i + SAMPLE_CHUNK) for i in range(0, n, SAMPLE_CHUNK))
-            ]
+            chunks = []
+            for part in parts:
+                codes = None if onehot is None else onehot[part]
+                image = start(part, codes)
+                chunks.append(self._refine(image, level, {k: v[part] for k, v in planes.items()}, codes))
         finally:
             self.train(was)
-        return torch.cat(out) if out else coarse.new_zeros(0, *self.image_shape)
+        images = [torch.cat([ch[0][j] for ch in chunks]) for j in range(level + 1)]
+        residuals = [torch.cat([ch[1][j] for ch in chunks]) for j in range(level)]
+        return images, residuals
+
+    def _refine(
+        self, image: torch.Tensor, level: int, planes: dict[int, torch.Tensor], onehot: torch.Tensor | None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """I~_k = clamp(u(I~_{k+1}) + G_k(z_k, u(I~_{k+1})), 0, 1) for k = level - 1, ..., 0, from
+        `image` at `level`: ([image, I~_{level-1}, ..., I~_0], [h~_{level-1}, ..., h~_0])."""
+        images, residuals = [image], []
+        for k in reversed(range(level)):
+            low = upsample(image, self.sizes[k])
+            image = (low + self.G[k](planes[k], (low, onehot))).clamp(0, 1)
+            images.append(image)
+            residuals.append(image - low)
+        return images, residuals
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, **condition: Any) -> torch.Tensor:
