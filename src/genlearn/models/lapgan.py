@@ -24,9 +24,10 @@ gives the finest level 1 and every coarser level 2: a coarser level costs a quar
 finer one or less (on MNIST at 16 channels, one thread: 0.29 s a batch of 100 for level 0, 0.06
 s for level 1, 0.04 s for the coarsest), yet it draws the digit's shape, which no finer level
 can mend. Measured (fifth session, 30 minutes each on one thread of an AMD EPYC, two runs side
-by side, `g_channels = d_channels = 16`): with a real 14 x 14 image under it, level 0 alone
-reaches FID 13.7, with a real 7 x 7 image under levels 1 and 0 it is 165, and the whole
-pyramid 226 (levels 1,1,1); with 1,2,2 the whole pyramid reached FID 141.6 in the same time.
+by side, `g_channels = d_channels = 16`; levels 1,1,1): with a real 14 x 14 image under it,
+level 0 alone reaches FID 13.7, with a real 7 x 7 image under levels 1 and 0 it is 165.3
+(5,000 images, `benchmarks/lapgan_levels.py`), and the whole pyramid 225.7 (10,000 samples,
+`genlearn eval --metric fid`); with 1,2,2 the whole pyramid reached 141.6 in the same time.
 
 Data. MNIST intensities in [0, 1] ("continuous", as dcgan and cgan), or the 60 x 60 two-digit
 canvases (`dataset = mnist-2digit`). The sizes come from the data: 28 -> 14 -> 7 and
