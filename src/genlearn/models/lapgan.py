@@ -27,7 +27,9 @@ can mend. Measured (fifth session, 30 minutes each on one thread of an AMD EPYC,
 by side, `g_channels = d_channels = 16`; levels 1,1,1): with a real 14 x 14 image under it,
 level 0 alone reaches FID 13.7, with a real 7 x 7 image under levels 1 and 0 it is 165.3
 (5,000 images, `benchmarks/lapgan_levels.py`), and the whole pyramid 225.7 (10,000 samples,
-`genlearn eval --metric fid`); with 1,2,2 the whole pyramid reached 141.6 in the same time.
+`genlearn eval --metric fid`); with 1,2,2 the whole pyramid reached 141.6 in the same time,
+with 1,4,4 130.2 and with 1,8,8 139.9 (sixth session: the finest level then starves, 13.5 given
+a real 14 x 14 image against 8.2), so the presets (`configs/lapgan*.toml`) use 1,4,4.
 
 Data. MNIST intensities in [0, 1] ("continuous", as dcgan and cgan), or the 60 x 60 two-digit
 canvases (`dataset = mnist-2digit`). The sizes come from the data: 28 -> 14 -> 7 and
