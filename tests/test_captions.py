@@ -93,6 +93,17 @@ def test_held_out_combinations_never_appear_in_training_and_make_the_held_out_te
         assert {(k, 0, d), (k, 1, e)} & banned, (cap.TYPES[k], d, e)
 
 
+def test_held_out_place_is_where_the_caption_puts_its_held_out_digit():
+    held = cap.layout(400, torch.Generator().manual_seed(2), held_out=True)
+    tokens = cap.captions_of(held)
+    kind = cap.caption_types(tokens)
+    at_place = cap.reading_of(tokens).gather(1, cap.held_out_place(kind)[:, None]).squeeze(1)
+    digit_of_type = {cap.TYPES.index(t): d for t, _, d in cap.HELD_OUT}
+    assert at_place.tolist() == [digit_of_type[k] for k in kind.tolist()]
+    # "the digit D is on the right of the digit 7 ." puts its held-out 7 at the left
+    assert cap.held_out_place(torch.tensor([1, 3, 4])).tolist() == [0, 2, 4]
+
+
 @needs_mnist
 def test_splits_are_fixed_and_training_batches_follow_the_generator(mnist_full, monkeypatch):
     monkeypatch.setattr(cap.mnist, "load", lambda *a, **k: mnist_full)

@@ -323,13 +323,17 @@ def test_real_composites_conform_about_as_well_as_the_checker_reads_them(metric_
         assert out[f"conformity_real_{part}"] > 0.6
         assert abs(out[f"conformity_{part}"] - out[f"conformity_real_{part}"]) < 0.06, out
         assert 0 < out[f"conformity_{part}_stderr"] < 0.02
-    per_type = out["conformity_seen_per_type"]
-    assert len(per_type) == 8 and all(0 <= p <= 1 for p in per_type)
-    kinds = cap.caption_types(data.split("test", False)["caption"])
-    counts = torch.bincount(kinds, minlength=8).double()
-    assert sum(p * c for p, c in zip(per_type, counts.tolist())) / N_METRIC == pytest.approx(
-        out["conformity_seen"], abs=1e-3
-    )
+    for part, name in (("seen", "test"), ("heldout", "test_heldout")):
+        per_type = out[f"conformity_{part}_per_type"]
+        assert len(per_type) == 8 and all(0 <= p <= 1 for p in per_type)
+        kinds = cap.caption_types(data.split(name, False)["caption"])
+        counts = torch.bincount(kinds, minlength=8).double()
+        assert sum(p * c for p, c in zip(per_type, counts.tolist())) / N_METRIC == pytest.approx(
+            out[f"conformity_{part}"], abs=1e-3
+        )
+    # the held-out digit alone is right at least as often as the whole caption
+    right = out["heldout_digit_right_per_type"]
+    assert all(r >= p for r, p in zip(right, out["conformity_heldout_per_type"]))
 
 
 @needs_mnist

@@ -106,6 +106,20 @@ def _held_out_digits(kind: torch.Tensor, slot: int) -> torch.Tensor:
     return banned[kind]
 
 
+def _held_out_slot() -> torch.Tensor:
+    """(8,): the slot that carries each caption type's held-out digit (1 only for "right" and
+    "bottom")."""
+    return torch.tensor([next(s for t, s, _ in HELD_OUT if t == name) for name in TYPES])
+
+
+def held_out_place(kind: torch.Tensor) -> torch.Tensor:
+    """The position (n,), an index into POSITIONS, where a held-out caption of each type (n,)
+    puts its held-out digit: a caption's first digit sits at POSITIONS[kind], a pair's second at
+    the pair's other place."""
+    kind = torch.as_tensor(kind).long().cpu()
+    return torch.where(_held_out_slot()[kind] == 0, kind, kind ^ 1)
+
+
 def _draw_labels(kind: torch.Tensor, slot: int, g: torch.Generator, held_out: bool) -> torch.Tensor:
     """A digit per composite for `slot`: uniform over the allowed ones (held_out False) or over
     the held-out ones where the caption type has one (held_out True)."""
@@ -119,8 +133,8 @@ def layout(n: int, g: torch.Generator, held_out: bool = False) -> dict[str, torc
     """Caption types, the two slots' digit labels and the (row, col) corner of each slot's digit
     for n composites. With `held_out`, every caption contains one held-out combination."""
     kind = torch.randint(len(TYPES), (n,), generator=g)
-    if held_out:  # the slot that carries the held-out digit: slot 1 only for "right" and "bottom"
-        carrier = torch.tensor([next(s for t, s, _ in HELD_OUT if t == name) for name in TYPES])[kind]
+    if held_out:
+        carrier = _held_out_slot()[kind]
     labels = []
     for slot in (0, 1):
         drawn = _draw_labels(kind, slot, g, held_out=False)

@@ -231,10 +231,13 @@ def conformity(model, split, data, opts: Options) -> dict[str, Any]:
     """For a model that takes captions: 10,000 samples drawn for the test captions ("seen") and
     10,000 for the held-out test captions, and the fraction of each whose digits and places the
     in-project checker reads exactly as the caption says (all eight places right), with standard
-    errors and per caption type for the seen ones. The checker's agreement with the real
-    composites of the same captions is the ceiling (`conformity_real_*`)."""
+    errors and per caption type. The checker's agreement with the real composites of the same
+    captions is the ceiling (`conformity_real_*`). Each held-out caption type carries one held-out
+    (type, slot, digit) combination, so the held-out figures per type are per combination, and
+    `heldout_digit_right_per_type` says how often the held-out digit alone is drawn in its place:
+    whether it is the unseen combination or the rest of the caption that fails."""
     from genlearn.data import captions as cap
-    from genlearn.eval.conformity import exact_match, load_checker
+    from genlearn.eval.conformity import exact_match, load_checker, read_positions
     from genlearn.nn.stats import mean_and_stderr
 
     checker = load_checker(progress=opts.progress)
@@ -254,15 +257,23 @@ def conformity(model, split, data, opts: Options) -> dict[str, Any]:
                 for c in bar
             ]
         )
-        hits = exact_match(checker, samples, tokens).double()
+        read, wanted = read_positions(checker, samples), cap.reading_of(tokens)
+        hits = (read == wanted).all(1).double()
         out[f"conformity_{part}"], out[f"conformity_{part}_stderr"] = mean_and_stderr(hits)
         out[f"conformity_real_{part}"] = exact_match(checker, real["x"], tokens).double().mean().item()
-        if part == "seen":
-            kind = cap.caption_types(tokens)
-            out["conformity_seen_per_type"] = [
-                round(hits[kind == k].mean().item(), 4) for k in range(len(cap.TYPES))
-            ]
+        kind = cap.caption_types(tokens)
+        out[f"conformity_{part}_per_type"] = _per_type(hits, kind)
+        if part == "heldout":
+            place = cap.held_out_place(kind)[:, None]
+            digit_right = (read.gather(1, place) == wanted.gather(1, place)).squeeze(1).double()
+            out["heldout_digit_right_per_type"] = _per_type(digit_right, kind)
     return out
+
+
+def _per_type(values: torch.Tensor, kind: torch.Tensor, types: int = 8) -> list[float]:
+    """The mean of `values` over the captions of each of the `types` caption types, rounded for
+    results.json."""
+    return [round(values[kind == k].mean().item(), 4) for k in range(types)]
 
 
 N_NEAREST = 1000  # samples, and test images, whose nearest training image `nearest` finds
