@@ -38,7 +38,8 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     for tau in (0.0, 1.0):
         print(f"temperature {tau:g}: combination -> digits read at its place (10 = none); other digit right")
-        for k, (name, slot, digit) in enumerate(cap.HELD_OUT):
+        for name, slot, digit in cap.HELD_OUT:
+            k = cap.TYPES.index(name)
             chosen = tokens[kind == k][: args.n]
             texts = [cap.decode(t) for t in chosen]
             with torch.no_grad():

@@ -262,15 +262,15 @@ def conformity(model, split, data, opts: Options) -> dict[str, Any]:
         out[f"conformity_{part}"], out[f"conformity_{part}_stderr"] = mean_and_stderr(hits)
         out[f"conformity_real_{part}"] = exact_match(checker, real["x"], tokens).double().mean().item()
         kind = cap.caption_types(tokens)
-        out[f"conformity_{part}_per_type"] = _per_type(hits, kind)
+        out[f"conformity_{part}_per_type"] = _per_type(hits, kind, len(cap.TYPES))
         if part == "heldout":
             place = cap.held_out_place(kind)[:, None]
             digit_right = (read.gather(1, place) == wanted.gather(1, place)).squeeze(1).double()
-            out["heldout_digit_right_per_type"] = _per_type(digit_right, kind)
+            out["heldout_digit_right_per_type"] = _per_type(digit_right, kind, len(cap.TYPES))
     return out
 
 
-def _per_type(values: torch.Tensor, kind: torch.Tensor, types: int = 8) -> list[float]:
+def _per_type(values: torch.Tensor, kind: torch.Tensor, types: int) -> list[float]:
     """The mean of `values` over the captions of each of the `types` caption types, rounded for
     results.json."""
     return [round(values[kind == k].mean().item(), 4) for k in range(types)]
