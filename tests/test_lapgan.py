@@ -452,9 +452,9 @@ def test_cli_conditional_gif_and_label_errors(lapgan_runs, tmp_path):
     )
 
 
-@pytest.mark.parametrize("arch", ["conv", "mlp"])
+@pytest.mark.parametrize("arch", ["conv", "upconv", "mlp"])
 @pytest.mark.parametrize("dataset, conditional", [("mnist", False), ("mnist", True), ("mnist-2digit", False)])
-def test_both_coarsest_pairs_make_and_judge_the_coarsest_images(arch, dataset, conditional):
+def test_every_coarsest_pair_makes_and_judges_the_coarsest_images(arch, dataset, conditional):
     model = make(
         coarse_arch=arch, dataset=dataset, conditional=conditional, g_channels=4, d_channels=4,
         coarse_channels=8, coarse_g_hidden=16, coarse_d_hidden=8, z_dim=8,

@@ -65,6 +65,11 @@ Networks, after the paper's released CIFAR-10 code (facebook/eyescream,
   to the test images' coarse images 9.5), the conv pair did not (KL 0.26, distance 0.4), and
   cost less (157 s against 266 s, one thread of an AMD EPYC with a training job on the other
   core). The MLP pair had collapsed the same way in a full 30-minute LAPGAN run (FID 918).
+  `upconv`: the same D_K; G_K is dcgan's generator one upsampling short: z -> linear to 64 x s/2
+  x s/2 -> batch norm, ReLU -> transposed conv 4x4 stride 2, 32 -> batch norm, ReLU -> conv 3x3
+  -> sigmoid (an odd s drawn a pixel larger and cropped). At 14 x 14 it is cgan's generator
+  without its last upsampling. With labels at 30 minutes it did no better than `conv`
+  (docs/RESULTS.md, LAPGAN, eighth session).
 
 Class-conditional form (`conditional = true`, registered as `lapgan-conditional`): the label's
 one-hot code enters every level, as the paper does for CIFAR-10: ten constant planes beside the
@@ -156,8 +161,9 @@ class Config(Common):
     d_channels: int = bounded(64, min=1, help="channels of each residual discriminator's hidden layers")
     coarse_arch: str = choice(
         "conv",
-        ("conv", "mlp"),
-        "the coarsest pair: a small dcgan-like conv pair, or the released code's MLP pair",
+        ("conv", "upconv", "mlp"),
+        "the coarsest pair: a small dcgan-like conv pair (upconv: its G upsamples from half the "
+        "size), or the released code's MLP pair",
     )
     coarse_g_hidden: int = bounded(1200, min=1, help="hidden units per layer of the coarsest generator (mlp)")
     coarse_d_hidden: int = bounded(
@@ -374,9 +380,36 @@ class CoarseConvDiscriminator(nn.Module):
         return self.net[1:](conv_with_label_planes(self.net[0], x, onehot))
 
 
+class CoarseUpconvGenerator(nn.Module):
+    """G_K (`coarse_arch = upconv`), dcgan's generator one upsampling short: [z (, one-hot)] ->
+    linear to ch x s/2 x s/2 -> BN -> ReLU -> transposed conv 4x4 stride 2, ch/2 -> BN -> ReLU ->
+    conv 3x3 -> sigmoid, at s x s (an odd s is drawn one pixel larger and cropped)."""
+
+    def __init__(self, c: Config, shape: tuple[int, int, int], n_labels: int):
+        super().__init__()
+        ch, (channels, h, w) = c.coarse_channels, shape
+        self.shape = shape
+        self.net = nn.Sequential(
+            nn.Linear(c.z_dim + n_labels, ch * ((h + 1) // 2) * ((w + 1) // 2)),
+            nn.Unflatten(1, (ch, (h + 1) // 2, (w + 1) // 2)),
+            nn.BatchNorm2d(ch),
+            nn.ReLU(),
+            nn.ConvTranspose2d(ch, ch // 2, 4, stride=2, padding=1),
+            nn.BatchNorm2d(ch // 2),
+            nn.ReLU(),
+            nn.Conv2d(ch // 2, channels, 3, padding=1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, z: torch.Tensor, onehot: torch.Tensor | None = None) -> torch.Tensor:
+        _, h, w = self.shape
+        return self.net(z if onehot is None else torch.cat([z, onehot], 1))[..., :h, :w]
+
+
 COARSE = {
     "mlp": (CoarseGenerator, CoarseDiscriminator),
     "conv": (CoarseConvGenerator, CoarseConvDiscriminator),
+    "upconv": (CoarseUpconvGenerator, CoarseConvDiscriminator),
 }
 
 
