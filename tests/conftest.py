@@ -20,6 +20,12 @@ import torch
 
 from genlearn.data import mnist
 
+# Under pytest-xdist the workers split the cores between them: two workers with two threads each on
+# two cores made a plain PyTorch loop many times slower here.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 REAL_CACHE = mnist.cache_dir()
 HAVE_MNIST = (REAL_CACHE / mnist.CACHE_FILE).is_file() or (REAL_CACHE / mnist.WHEEL_NAME).is_file()
 needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST is not in {REAL_CACHE} (run `make setup`)")
