@@ -231,9 +231,25 @@ class AlignDRAW(GenerativeModel):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """s_t = sum_j alpha_j h^lang_j with alpha = softmax_j(v^T tanh(U h^lang_j + b + W h^dec_{t-1}))
         over the caption's words (padding gets no weight): (s_t (n, 2H), alpha (n, L))."""
-        e = torch.tanh(u_lang + w_dec.unsqueeze(1)) @ self.align_v
+        e = self.energies(u_lang, w_dec)
         alpha = torch.softmax(e.masked_fill(~mask, float("-inf")), dim=1)
         return torch.bmm(alpha.unsqueeze(1), h_lang).squeeze(1), alpha
+
+    def energies(self, u_lang: torch.Tensor, w_dec: torch.Tensor, rows: int = 100) -> torch.Tensor:
+        """e_j = v^T tanh(U h^lang_j + b + W h^dec_{t-1}) for every word j: (n, L)."""
+        if torch.is_grad_enabled() or len(u_lang) <= rows:
+            return torch.tanh(u_lang + w_dec.unsqueeze(1)) @ self.align_v
+        # Evaluation batches (1,000 captions): the (n, L, 512) sum is 24 MB, past the CPU's
+        # cache, and allocating, writing and re-reading it every step took a third of the
+        # forward pass. Blocks of `rows` captions through one reused buffer stay in cache and
+        # give the same values (about 15% off the forward pass at n = 1,000).
+        e = u_lang.new_empty(u_lang.shape[:2])
+        buffer = u_lang.new_empty(rows, *u_lang.shape[1:])
+        for i in range(0, len(u_lang), rows):
+            block = buffer[: len(u_lang[i : i + rows])]
+            torch.add(u_lang[i : i + rows], w_dec[i : i + rows].unsqueeze(1), out=block).tanh_()
+            torch.matmul(block, self.align_v, out=e[i : i + rows])
+        return e
 
     def _language(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """h^lang and U h^lang + b, made once per caption batch."""
