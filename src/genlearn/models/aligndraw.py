@@ -243,12 +243,13 @@ class AlignDRAW(GenerativeModel):
         # cache, and allocating, writing and re-reading it every step took a third of the
         # forward pass. Blocks of `rows` captions through one reused buffer stay in cache and
         # give the same values (about 15% off the forward pass at n = 1,000).
+        n = len(u_lang)
         e = u_lang.new_empty(u_lang.shape[:2])
         buffer = u_lang.new_empty(rows, *u_lang.shape[1:])
-        for i in range(0, len(u_lang), rows):
-            block = buffer[: len(u_lang[i : i + rows])]
-            torch.add(u_lang[i : i + rows], w_dec[i : i + rows].unsqueeze(1), out=block).tanh_()
-            torch.matmul(block, self.align_v, out=e[i : i + rows])
+        for i in range(0, n, rows):
+            part, block = slice(i, i + rows), buffer[: min(rows, n - i)]
+            torch.add(u_lang[part], w_dec[part].unsqueeze(1), out=block).tanh_()
+            torch.matmul(block, self.align_v, out=e[part])
         return e
 
     def _language(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
