@@ -219,7 +219,7 @@ def test_cli_train_then_probe(tmp_path: Path):
         assert (run / name).is_file(), name
     results = json.loads((run / "results.json").read_text())
     assert set(results["metrics"]) == {"recon", "recon_stderr"}
-    assert results["data"] == "MNIST intensities"
+    assert results["data"] == "mnist, intensities"
 
     res = _genlearn("eval", str(run), "--metric", "probe", "--json")
     assert res.returncode == 0, res.stderr

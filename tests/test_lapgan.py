@@ -14,7 +14,7 @@ from conftest import assert_user_error, needs_mnist, one_thread, resume_then_com
 from genlearn import registry, runs
 from genlearn.errors import UserError
 from genlearn.models import lapgan
-from genlearn.nn.pyramid import collapse, laplacian_pyramid, upsample
+from genlearn.nn.pyramid import collapse, downsample, laplacian_pyramid, upsample
 from genlearn.viz import pyramid as viz
 
 TINY = dict(g_channels=4, d_channels=4, coarse_g_hidden=16, coarse_d_hidden=8, z_dim=8)
@@ -74,10 +74,18 @@ def test_the_sample_is_the_collapse_of_its_own_pyramid():
     assert 0 <= float(sample.min()) and float(sample.max()) <= 1
     rebuilt = collapse([*reversed(residuals), images[0]])
     torch.testing.assert_close(rebuilt, sample, atol=1e-6, rtol=0)
-    for j, residual in enumerate(residuals):  # each level: upsampled coarser image + residual
-        low = upsample(images[j], images[j + 1].shape[-2:])
-        torch.testing.assert_close(low + residual, images[j + 1], atol=1e-6, rtol=0)
-        assert float(residual.abs().max()) > 0  # an untrained G_k still adds something
+    # slide 28 from the same seed, noise in the documented order (z_K, then planes coarse to fine):
+    # I~_2 = G_2(z_2); I~_k = clamp(u(I~_{k+1}) + G_k(z_k, u(I~_{k+1})), 0, 1)
+    g = torch.Generator().manual_seed(3)
+    z, planes = model.coarse_noise(5, g), {k: model.noise_plane(k, 5, g) for k in (1, 0)}
+    with torch.no_grad():
+        image = model.G[2](z, None)
+        assert torch.equal(images[0], image)
+        for j, k in enumerate((1, 0)):
+            low = upsample(image, model.sizes[k])
+            image = (low + model.G[k](planes[k], (low, None))).clamp(0, 1)
+            assert torch.equal(images[j + 1], image) and torch.equal(residuals[j], image - low)
+            assert float(residuals[j].abs().max()) > 0  # an untrained G_k still adds something
 
 
 def test_sampling_in_chunks_draws_the_same_pyramid(monkeypatch):
@@ -154,7 +162,9 @@ def test_training_sees_the_real_laplacian_pyramid():
     lows, residuals, coarsest = make().real_pyramid(x)
     reference = laplacian_pyramid(x, 3)
     assert all(torch.equal(a, b) for a, b in zip([*residuals, coarsest], reference))
-    torch.testing.assert_close(lows[0] + residuals[0], x)  # l_0 + h_0 = I_0
+    # l_k = u(I_{k+1}) with I_{k+1} = d^{k+1}(x), for each level below the coarsest
+    assert torch.equal(lows[0], upsample(downsample(x), (28, 28)))
+    assert torch.equal(lows[1], upsample(downsample(downsample(x)), (14, 14)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,19 +179,21 @@ def test_every_level_is_one_step_of_the_gans_algorithm_1(monkeypatch):
     calls = []
 
     def spy(G, D, g_opt, d_opt, real, noise_fn, **kw):
-        calls.append((G, D, tuple(real.shape), kw["condition"]))
+        calls.append((G, D, real.clone(), kw["condition"]))
         return gan.adversarial_step(G, D, g_opt, d_opt, real, noise_fn, **kw)
 
     monkeypatch.setattr(lapgan, "adversarial_step", spy)
     model = make(level_steps="1,2,1")
     x = torch.rand(5, 1, 28, 28)
     model.train_step({"x": x, "y": torch.zeros(5, dtype=torch.long)})
-    assert [c[2] for c in calls] == [(5, 1, 7, 7), (5, 1, 14, 14), (5, 1, 14, 14), (5, 1, 28, 28)]
     assert [(c[0], c[1]) for c in calls] == [(model.G[k], model.D[k]) for k in (2, 1, 1, 0)]
-    lows, residuals, _ = model.real_pyramid(x)
+    lows, residuals, coarsest = model.real_pyramid(x)
+    # I_K for the coarsest pair, then h_k with l_k for level k (twice for level 1)
+    for (_, _, real, _), want in zip(calls, [coarsest, residuals[1], residuals[1], residuals[0]]):
+        assert torch.equal(real, want)
     assert calls[0][3] is None  # the coarsest level is a plain GAN
-    low, onehot = calls[-1][3]
-    assert torch.equal(low, lows[0]) and onehot is None
+    for (_, _, _, (low, onehot)), k in zip(calls[1:], (1, 1, 0)):
+        assert torch.equal(low, lows[k]) and onehot is None
     assert model.d_updates.tolist() == [1, 2, 1] and model.g_updates.tolist() == [1, 2, 1]
 
 
@@ -297,14 +309,18 @@ def test_conditional_form_takes_labels_at_every_level():
     a = model.sample_pyramid(4, torch.Generator().manual_seed(0), labels=three)
     b = model.sample_pyramid(4, torch.Generator().manual_seed(0), labels=seven)
     for level_a, level_b in zip(a[0] + a[1], b[0] + b[1]):
-        assert not torch.equal(level_a, level_b)  # every level's output depends on the label
+        assert not torch.equal(level_a, level_b)
     onehot3, onehot7 = lapgan.one_hot(three), lapgan.one_hot(seven)
     x = torch.rand(4, 1, 28, 28)
-    with torch.no_grad():
+    with torch.no_grad():  # each network on its own, with the same other inputs, reads the label
         for k in range(2):
             low = torch.rand(4, 1, *model.sizes[k])
             h = torch.rand(4, 1, *model.sizes[k])
+            plane = model.noise_plane(k, 4)
+            assert not torch.equal(model.G[k](plane, (low, onehot3)), model.G[k](plane, (low, onehot7)))
             assert not torch.equal(model.D[k](h, (low, onehot3)), model.D[k](h, (low, onehot7)))
+        z = model.coarse_noise(4)
+        assert not torch.equal(model.G[2](z, onehot3), model.G[2](z, onehot7))
         coarse = torch.rand(4, 1, 7, 7)
         assert not torch.equal(model.D[2](coarse, onehot3), model.D[2](coarse, onehot7))
     stats = model.train_step({"x": x, "y": three})
@@ -429,12 +445,16 @@ def test_cli_writes_the_coarse_to_fine_gif(lapgan_runs, tmp_path):
     gif = Image.open(out)
     assert gif.n_frames == 5  # I2, h1, I1, h0, I0
     assert (tmp_path / "p.png").is_file()
-    # the GIF's last frame is the samples `genlearn sample --out .npz` gives for the same seed
+    # the GIF's frames are the pyramid of the seed's samples, coarse to fine, and its last frame
+    # shows the samples `genlearn sample --out .npz` gives for the same seed
     proc = run_main("sample", lapgan_runs["lapgan"], "--n", "9", "--out", tmp_path / "s.npz")
     assert proc.returncode == 0, proc.stderr
     model = runs.load_model(lapgan_runs["lapgan"])
-    images, _ = model.sample_pyramid(9, generator=torch.Generator().manual_seed(0))
+    images, residuals = model.sample_pyramid(9, generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(np.load(tmp_path / "s.npz")["images"], images[-1].numpy(), rtol=0, atol=1e-6)
+    for i, frame in enumerate(viz.pyramid_frames(images, residuals)):
+        gif.seek(i)
+        assert np.array_equal(np.asarray(gif.convert("RGB")), np.asarray(frame.convert("RGB"))), i
 
 
 @needs_mnist

@@ -463,7 +463,7 @@ def test_results_json(finished_run):
     assert results["seed"] == 3 and results["split"] == "test"
     assert isinstance(results["train_time_s"], (int, float)) and results["train_time_s"] >= 0
     assert results["epochs"] == 2 and results["steps"] == 20 and results["model"] == "vae"
-    assert "binarized" in results["data"]
+    assert results["data"] == "mnist, binarized (fixed, seed 0)"
     assert set(results["figures"]) == {"samples.png", "reconstructions.png", "manifold.png", "training.png"}
 
 

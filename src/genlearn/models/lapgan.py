@@ -29,12 +29,15 @@ level 0 alone reaches FID 13.7, with a real 7 x 7 image under levels 1 and 0 it 
 (5,000 images, `benchmarks/lapgan_levels.py`), and the whole pyramid 225.7 (10,000 samples,
 `genlearn eval --metric fid`); with 1,2,2 the whole pyramid reached 141.6 in the same time,
 with 1,4,4 130.2 and with 1,8,8 139.9 (sixth session: the finest level then starves, 13.5 given
-a real 14 x 14 image against 8.2), so the presets (`configs/lapgan*.toml`) use 1,4,4.
+a real 14 x 14 image against 8.2), so the three-level presets (`configs/lapgan.toml`,
+`configs/lapgan-conditional.toml`) use 1,4,4 and the two-level ones 1,4.
 
 Data. MNIST intensities in [0, 1] ("continuous", as dcgan and cgan), or the 60 x 60 two-digit
 canvases (`dataset = mnist-2digit`). The sizes come from the data: 28 -> 14 -> 7 and
-60 -> 30 -> 15 with the default `levels = 3`; each residual level must be at least 9 pixels a
-side (D_k's two unpadded convolutions), so MNIST allows 1-3 levels and the canvases 1-4.
+60 -> 30 -> 15 with the default `levels = 3`. With the default padding (`d_padding = same`,
+below) a level may be of any size; with the released code's unpadded discriminators
+(`d_padding = none`) each residual level must be at least 9 pixels a side, so MNIST then allows
+1-3 levels and the canvases 1-4.
 
 Networks, after the paper's released CIFAR-10 code (facebook/eyescream,
 `cifar/scripts/train_cifar_coarse_to_fine.lua`), widths `g_channels`, `d_channels` (64, 64):

@@ -537,6 +537,13 @@ def _part_key(key: str, part: str) -> str:
     return f"{stem}_{tag}_stderr" if stderr else f"{key}_{tag}"
 
 
+def _data_description(dataset: str, binary: bool) -> str:
+    """What the test figures were computed on, e.g. "mnist-captions, binarized (fixed, seed 0)"."""
+    if dataset in cfg.TOY_DATASETS:
+        return f"{dataset}, 2-D points"
+    return f"{dataset}, " + ("binarized (fixed, seed 0)" if binary else "intensities")
+
+
 def _finish(
     run: _Run, counters: _Counters, log: _Log, out_of_time: bool, previous: dict[str, Any], stop: _StopFlag
 ) -> dict[str, Any]:
@@ -559,7 +566,7 @@ def _finish(
     results: dict[str, Any] = {
         "model": run.name,
         "split": "test",
-        "data": "binarized MNIST (fixed, seed 0)" if run.binary else "MNIST intensities",
+        "data": _data_description(run.config.dataset, run.binary),
         "metrics": test,
         "seed": run.config.seed,
         "epochs": round(counters.epoch + counters.batch / run.steps_per_epoch, 4),
