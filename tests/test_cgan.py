@@ -36,23 +36,30 @@ def test_the_label_reaches_both_networks():
 
 
 def test_train_step_uses_the_batch_labels():
-    """Two batches equal but for their labels make different updates."""
-    x = torch.rand(8, 1, 28, 28)
-    out = []
-    for label in (1, 2):
-        torch.manual_seed(0)
-        model = make()
-        torch.manual_seed(1)
-        model.train_step({"x": x, "y": torch.full((8,), label)})
-        out.append([p.detach().clone() for p in model.D.parameters()])
-    assert any(not torch.equal(a, b) for a, b in zip(*out))
+    """A batch of 1s moves only the weights that read the label 1, in D (the real images and the
+    fakes are judged with it) and in G (the fakes are drawn for it): the weights of the other
+    labels' one-hot inputs get no gradient, and Adam leaves a weight with none where it was."""
+    torch.manual_seed(0)
+    model, x = make(), torch.rand(8, 1, 28, 28)
+    zd = model.config.z_dim
+    g0, d0 = model.G[0].weight[:, zd:].detach().clone(), model.D[0].weight[:, 1:].detach().clone()
+    stats = model.train_step({"x": x, "y": torch.full((8,), 1)})
+    assert "g_loss" in stats  # this step updated G too
+    moved_g = (model.G[0].weight[:, zd:] != g0).any(0)  # per label column of G's first layer
+    moved_d = (model.D[0].weight[:, 1:] != d0).flatten(2).any(2).any(0)  # per label plane of D's
+    assert moved_g.tolist() == [j == 1 for j in range(10)]
+    assert moved_d.tolist() == [j == 1 for j in range(10)]
 
 
 def test_sample_takes_labels_and_draws_them_uniformly_without():
     model = make()
     g = torch.Generator().manual_seed(0)
-    images = model.sample(5, generator=g, labels=torch.tensor([0, 1, 2, 3, 9]))
+    labels = torch.tensor([0, 1, 2, 3, 9])
+    images = model.sample(5, generator=g, labels=labels)
     assert images.shape == (5, 1, 28, 28) and 0 <= float(images.min()) <= float(images.max()) <= 1
+    with torch.no_grad():  # G(z, y) for the noise the seed gives and the labels asked for
+        asked = model.eval().generate(model.noise(5, torch.Generator().manual_seed(0)), labels)
+    torch.testing.assert_close(images, asked)
     drawn = model.default_conditions(20_000, torch.Generator().manual_seed(0))["labels"]
     counts = torch.bincount(drawn, minlength=10).float() / len(drawn)
     assert float((counts - 0.1).abs().max()) < 0.01
@@ -176,12 +183,12 @@ def test_cli_samples_a_row_per_label(cgan_run, tmp_path):
 
     images = np.load(out)["images"]
     assert images.shape == (30, 1, 28, 28)
-    # the same labels and seed through Python give the same images
-    model = runs.load_model(cgan_run)
+    # G(z, y) for the seed's noise and three of each digit, in order
+    model = runs.load_model(cgan_run).eval()
     labels = torch.arange(10).repeat_interleave(3)
-    again = model.sample(30, generator=torch.Generator().manual_seed(0), labels=labels)
-    np.testing.assert_array_equal(images, again.numpy())
-    assert (tmp_path / "digits.npz").exists()
+    with torch.no_grad():
+        again = model.generate(model.noise(30, torch.Generator().manual_seed(0)), labels, average=True)
+    np.testing.assert_allclose(images, again.numpy(), rtol=0, atol=1e-6)
     png = run_main("sample", cgan_run, "--labels", "3,3,7", "--out", tmp_path / "g.png")
     assert png.returncode == 0 and "wrote 3 samples" in png.stdout
 
@@ -201,11 +208,18 @@ def test_cli_bad_labels_are_one_error_line(cgan_run, tmp_path, args, contains):
 
 
 @needs_mnist
-def test_run_picture_is_a_grid_with_a_row_per_class(cgan_run):
+def test_run_picture_is_a_grid_with_a_row_per_class(cgan_run, tmp_path, monkeypatch):
     from PIL import Image
+
+    from genlearn.viz.figures import write_run_figures
 
     grid = Image.open(cgan_run / "samples.png")
     assert grid.size[0] == grid.size[1]  # 10 x 10
+    model, asked = runs.load_model(cgan_run), []
+    sample = model.sample
+    monkeypatch.setattr(model, "sample", lambda n, **kw: asked.append(kw["labels"]) or sample(n, **kw))
+    write_run_figures(model, None, tmp_path)
+    assert torch.equal(asked[0].cpu(), torch.arange(10).repeat_interleave(10))  # row r: ten r's
 
 
 @needs_mnist

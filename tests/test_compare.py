@@ -145,6 +145,8 @@ def test_cost_rows_hold_positive_measured_numbers(table, trio):
         assert run["sampling"]["images"] in (1000, 500, 200, 100, 50, 16)
         rate = run["sampling"]["images"] / run["sampling"]["seconds"]
         assert run["sampling"]["images_per_s"] == pytest.approx(rate)
+    shown = [c["value"] for c in rows["sample_images_per_s"]["cells"]]
+    assert shown == pytest.approx([run["sampling"]["images_per_s"] for run in table["runs"]])
     assert any("warm-up" in note for note in table["notes"])
 
 

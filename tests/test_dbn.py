@@ -204,6 +204,28 @@ def test_the_lr_schedule_runs_once_per_layer():
     assert registry.create("vae").schedule_progress(4, 16) == 0.25  # no phases: the whole run
 
 
+@needs_mnist
+def test_the_loop_anneals_each_layer_from_its_peak(mnist_full, tmp_path):
+    """In `loop.fit` itself, with a cosine schedule to 0: the logged learning rate starts at its
+    peak for each layer and falls to near 0 by each layer's last step."""
+    import json
+
+    from genlearn.train import loop
+
+    sets = dict(hidden="8,6", epochs=4, batch_size=100, epochs_per_layer=1.5, lr_schedule="cosine")
+    config = registry.make_config("dbn", {**sets, "lr_final": 0.0, "log_every": 1, "eval_every": 0})
+    model = registry.instantiate("dbn", config)
+    with one_thread():
+        loop.fit(model, config, tmp_path, "dbn", progress=False, data=limited(mnist_full, 400))
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    lr = [r["lr"] for r in map(json.loads, lines) if "split" not in r and "lr" in r]
+    assert len(lr) == 16  # 6 steps of layer 1, 10 of layer 2
+    peak = config.lr
+    assert lr[0] == pytest.approx(peak) and lr[6] == pytest.approx(peak)  # each layer starts at its peak
+    assert lr[5] < 0.1 * peak and lr[15] < 0.1 * peak  # and ends near 0
+    assert all(a > b for a, b in zip(lr[:5], lr[1:6])) and all(a > b for a, b in zip(lr[6:15], lr[7:16]))
+
+
 @pytest.mark.parametrize("propagate", ["sample", "mean"])
 def test_what_the_frozen_layers_pass_up(propagate):
     data = teacher(100)

@@ -1,7 +1,8 @@
 """Data parallelism under torchrun: 2 CPU ranks (gloo) train as one process with the combined batch.
 
-The autoencoder is deterministic (no sampling noise), so the two-rank run and the single-process run
-see the same global batches and must end with the same weights, up to float rounding from summing
+Each rank trains on its half of every global batch. The autoencoder is deterministic (no sampling
+noise), so the two-rank run and the single-process run see the same global batches and must end
+with the same weights, up to float rounding from summing
 the gradient in two halves; and the two ranks must hold identical weights.
 """
 
@@ -24,16 +25,19 @@ FIELDS = dict(epochs=1, train_limit=1200, batch_size=100, hidden_units=64, code_
 SCRIPT = textwrap.dedent(
     """
     import os, sys
-    import safetensors.torch
+    import safetensors.torch, torch
     from genlearn import registry
     from genlearn.train import loop
 
     out = sys.argv[1]
     fields = eval(sys.argv[2])
     model = registry.create("autoencoder", **fields)
+    seen, step = [], model.train_step  # each training image this process trains on, by its pixel sum
+    model.train_step = lambda batch: seen.append(batch["x"].flatten(1).sum(1)) or step(batch)
     loop.fit(model, model.config, out, "autoencoder", progress=False)
     rank = int(os.environ.get("RANK", "0"))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state["seen"] = torch.stack(seen)  # (steps, rows of the step)
     safetensors.torch.save_file(state, os.path.join(out, f"rank{rank}.safetensors"))
     """
 )
@@ -59,6 +63,10 @@ def test_two_ranks_match_each_other_and_one_process(tmp_path: Path) -> None:
     alone = safetensors.torch.load_file(single / "rank0.safetensors")
     on_disk = safetensors.torch.load_file(ddp / "model.safetensors")
     params = _parameter_names()
+    # each rank trains on its own half of every global batch, and the halves make up the batch
+    seen0, seen1, seen = rank0.pop("seen"), rank1.pop("seen"), alone.pop("seen")
+    assert seen0.shape == seen1.shape == (12, 50) and seen.shape == (12, 100)
+    torch.testing.assert_close(torch.cat([seen0, seen1], 1).sort(1).values, seen.sort(1).values)
     for key in alone:
         assert torch.equal(rank0[key], rank1[key]), f"ranks disagree on {key}"
         assert torch.equal(rank0[key], on_disk[key]), f"rank 0 did not write its weights for {key}"

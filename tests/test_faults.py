@@ -301,7 +301,7 @@ def test_a_trainer_state_of_another_family_is_refused(tmp_path):
     assert proc.returncode == 0, proc.stderr
     shutil.copy(vae_run / runs.TRAINER_FILE, other / runs.TRAINER_FILE)
     proc = run_main("train", "autoencoder", "--out", other, "--resume", "--quiet", "--set", "epochs=2")
-    assert_user_error(proc)
+    assert_user_error(proc, contains="trainer.pt does not fit this model")
 
 
 def test_a_results_file_holding_a_list_is_refused(tmp_path):

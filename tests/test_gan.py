@@ -36,7 +36,11 @@ def test_log_d_terms_from_logits_equal_the_probability_forms_and_stay_finite():
     d = torch.sigmoid(logits)
     torch.testing.assert_close(log_d(logits)[1:4], torch.log(d)[1:4])
     torch.testing.assert_close(log_one_minus_d(logits)[1:4], torch.log1p(-d)[1:4])
-    # where the probability forms give -inf, the logit forms stay exact
+    # where the probability forms give -inf (sigmoid(-800) underflows to 0, 1 - sigmoid(800)
+    # rounds to 0, in float64 too), the logit forms stay exact
+    far = torch.tensor([-800.0, 800.0], dtype=torch.float64)
+    assert torch.log(torch.sigmoid(far))[0].item() == -math.inf  # the naive form fails here
+    assert log_d(far)[0].item() == -800.0 and log_one_minus_d(far)[1].item() == -800.0
     assert log_d(logits)[0].item() == pytest.approx(-30.0, rel=1e-9)
     assert log_one_minus_d(logits)[-1].item() == pytest.approx(-30.0, rel=1e-9)
 

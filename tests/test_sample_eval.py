@@ -57,6 +57,8 @@ def test_fid_and_coverage_of_a_gan_run(gan_run, small, monkeypatch):
     cov = eval_json(gan_run, "coverage", monkeypatch, small)
     assert sum(cov["class_histogram"]) == pytest.approx(1.0, abs=1e-3)
     assert 0 <= cov["coverage_kl"] <= math.log(10) + 1e-9
+    h = [p for p in cov["class_histogram"] if p > 0]  # KL(histogram || uniform) of the reported histogram
+    assert cov["coverage_kl"] == pytest.approx(sum(p * math.log(10 * p) for p in h), abs=1e-3)
     assert 1 <= cov["classifier_score"] <= 10
 
 

@@ -67,6 +67,16 @@ def test_splits_are_fixed_and_built_from_their_own_digits(data):
     alone = compose(base.test_x, data.test_x.pairs[:1, :1], data.test_x.offsets[:1, :1])
     assert torch.equal(alone[0, 0, r : r + DIGIT, c : c + DIGIT], base.test_x[0, 0])
     assert data.test_y[0, 0] == base.test_y[0]
+    # each split composes its own digits: the images are those digits at their offsets, and the
+    # labels are theirs
+    for split, split_y, digits, labels in (
+        (data.train_x, data.train_y, base.train_x, base.train_y),
+        (data.valid_x, data.valid_y, base.valid_x, base.valid_y),
+        (data.test_x, data.test_y, base.test_x, base.test_y),
+    ):
+        assert torch.equal(split.digits, digits)
+        assert torch.equal(split[:4], compose(digits, split.pairs[:4], split.offsets[:4]))
+        assert torch.equal(split_y[:100], labels[split.pairs[:100]])
 
 
 @needs_mnist
