@@ -66,18 +66,18 @@ INFO_FILE = "lenet.json"
 DEFAULT_EPOCHS = 6
 
 
-def as_images(x: Tensor, what: str = "images") -> Tensor:
-    """(n, 1, 28, 28) or (n, 784) intensities in [0, 1] -> a float (n, 1, 28, 28) tensor.
-
-    Refuses other shapes and values outside [0, 1] (images in 0..255 or [-1, 1] would give
-    meaningless features without any error otherwise).
-    """
+def checked_intensities(x: Tensor, shape: tuple[int, int, int], what: str, flat: bool = False) -> Tensor:
+    """Images (n, *shape) of intensities in [0, 1] as a float tensor; with `flat`, (n, C*H*W)
+    rows too, reshaped. Other shapes and values outside [0, 1] are refused: images in 0..255 or
+    [-1, 1] would give a network's readings meaningless values without any error otherwise."""
     if not isinstance(x, Tensor):
         raise UserError(f"{what} must be a torch.Tensor, not {type(x).__name__}")
-    if x.dim() == 2 and x.shape[1] == 784:
-        x = x.reshape(-1, 1, 28, 28)
-    elif x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-        raise UserError(f"{what} must have shape (n, 1, 28, 28) or (n, 784), not {tuple(x.shape)}")
+    size = math.prod(shape)
+    if flat and x.dim() == 2 and x.shape[1] == size:
+        x = x.reshape(-1, *shape)
+    elif x.dim() != 4 or tuple(x.shape[1:]) != shape:
+        shapes = f"(n, {', '.join(map(str, shape))})" + (f" or (n, {size})" if flat else "")
+        raise UserError(f"{what} must have shape {shapes}, not {tuple(x.shape)}")
     if not x.is_floating_point():
         x = x.float()
     if x.numel():
@@ -85,6 +85,21 @@ def as_images(x: Tensor, what: str = "images") -> Tensor:
         if not (lo >= -1e-4 and hi <= 1 + 1e-4):  # also catches NaN
             raise UserError(f"{what} must be intensities in [0, 1], not values in [{lo:.3g}, {hi:.3g}]")
     return x
+
+
+def as_images(x: Tensor, what: str = "images") -> Tensor:
+    """(n, 1, 28, 28) or (n, 784) intensities in [0, 1] -> a float (n, 1, 28, 28) tensor."""
+    return checked_intensities(x, (1, 28, 28), what, flat=True)
+
+
+def in_chunks(
+    fn: Callable[[Tensor], Tensor], x: Tensor, device: torch.device, shape: tuple[int, ...]
+) -> Tensor:
+    """`fn` over chunks of the images `x` moved to `device` (bounded memory): results (n, *shape)."""
+    if x.shape[0] == 0:
+        return torch.zeros(0, *shape, device=device)
+    size = CUDA_CHUNK if device.type == "cuda" else CHUNK
+    return torch.cat([fn(chunk.to(device, torch.float32)) for chunk in x.split(size)])
 
 
 class MNISTClassifier(nn.Module):
@@ -109,22 +124,13 @@ class MNISTClassifier(nn.Module):
     def _logits(self, x: Tensor) -> Tensor:
         return self.fc2(self.dropout(self._features(x)))
 
-    def _chunked(self, fn, x: Tensor, width: int) -> Tensor:
-        """Apply `fn` to chunks of CHUNK images moved to the model's device (bounded memory)."""
-        x = as_images(x)
-        device = self.fc2.weight.device
-        if x.shape[0] == 0:
-            return torch.zeros(0, width, device=device)
-        size = CUDA_CHUNK if device.type == "cuda" else CHUNK
-        return torch.cat([fn(chunk.to(device, torch.float32)) for chunk in x.split(size)])
-
     def features(self, x: Tensor) -> Tensor:
         """Penultimate-layer activations (n, 256), the space the Frechet distance is measured in."""
-        return self._chunked(self._features, x, FEATURE_DIM)
+        return in_chunks(self._features, as_images(x), self.fc2.weight.device, (FEATURE_DIM,))
 
     def forward(self, x: Tensor) -> Tensor:
         """Class logits (n, 10)."""
-        return self._chunked(self._logits, x, NUM_CLASSES)
+        return in_chunks(self._logits, as_images(x), self.fc2.weight.device, (NUM_CLASSES,))
 
 
 @dataclasses.dataclass(frozen=True)

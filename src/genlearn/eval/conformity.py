@@ -71,13 +71,11 @@ from tqdm import tqdm
 from genlearn.data import captions, mnist
 from genlearn.data.base import binarize
 from genlearn.errors import UserError
-from genlearn.eval.classifier import WeightsCache
+from genlearn.eval.classifier import WeightsCache, checked_intensities, in_chunks
 
 ARCH_VERSION = 1
 N_POSITIONS = len(captions.POSITIONS)
 N_CLASSES = 11  # digits 0-9 and captions.EMPTY
-CHUNK = 256  # images per forward call at inference on a CPU
-CUDA_CHUNK = 4096
 SUBDIR = "conformity"
 WEIGHTS_FILE = "checker.safetensors"
 INFO_FILE = "checker.json"
@@ -85,20 +83,8 @@ DEFAULT_STEPS = 2400
 
 
 def as_canvases(x: Tensor, what: str = "images") -> Tensor:
-    """(n, 1, 60, 60) intensities in [0, 1] as float; other shapes or ranges are refused (the
-    checker would read nonsense from them without any error otherwise)."""
-    shape = (1, captions.SIZE, captions.SIZE)
-    if not isinstance(x, Tensor):
-        raise UserError(f"{what} must be a torch.Tensor, not {type(x).__name__}")
-    if x.dim() != 4 or tuple(x.shape[1:]) != shape:
-        raise UserError(f"{what} must have shape (n, {', '.join(map(str, shape))}), not {tuple(x.shape)}")
-    if not x.is_floating_point():
-        x = x.float()
-    if x.numel():
-        lo, hi = x.min().item(), x.max().item()
-        if not (lo >= -1e-4 and hi <= 1 + 1e-4):  # also catches NaN
-            raise UserError(f"{what} must be intensities in [0, 1], not values in [{lo:.3g}, {hi:.3g}]")
-    return x
+    """(n, 1, 60, 60) intensities in [0, 1] as float; other shapes or ranges are refused."""
+    return checked_intensities(x, (1, captions.SIZE, captions.SIZE), what)
 
 
 class ConformityChecker(nn.Module):
@@ -128,23 +114,14 @@ class ConformityChecker(nn.Module):
     def _logits(self, x: Tensor) -> Tensor:
         return self.fc2(self._features(x)).view(-1, N_POSITIONS, N_CLASSES)
 
-    def _chunked(self, fn, x: Tensor, shape: tuple[int, ...]) -> Tensor:
-        """`fn` over chunks of `x` moved to the checker's device (bounded memory)."""
-        x = as_canvases(x)
-        device = self.fc2.weight.device
-        if x.shape[0] == 0:
-            return torch.zeros(0, *shape, device=device)
-        size = CUDA_CHUNK if device.type == "cuda" else CHUNK
-        return torch.cat([fn(chunk.to(device, torch.float32)) for chunk in x.split(size)])
-
     def features(self, x: Tensor) -> Tensor:
         """The 256 activations before the readout (n, 256): what a Frechet distance on 60 x 60
         canvases compares (`genlearn eval --metric fid` on such a model)."""
-        return self._chunked(self._features, x, (self.fc1.out_features,))
+        return in_chunks(self._features, as_canvases(x), self.fc2.weight.device, (self.fc1.out_features,))
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (n, 8, 11)."""
-        return self._chunked(self._logits, x, (N_POSITIONS, N_CLASSES))
+        return in_chunks(self._logits, as_canvases(x), self.fc2.weight.device, (N_POSITIONS, N_CLASSES))
 
 
 @torch.no_grad()
