@@ -64,11 +64,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from genlearn.config import CAPTION_DATASETS, Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models.base import GenerativeModel
-from genlearn.models.draw import descend_bound, reparameterize
+from genlearn.models.draw import bound_summary, descend_bound, reparameterize
 from genlearn.nn import attention
 from genlearn.nn.lstm import Affine, StepLinear, flush_denormals, lstm_pointwise, resolve_matmul_dtype
 from genlearn.nn.optim import make_optimizer
-from genlearn.nn.stats import mean_and_stderr
 
 N_ATTENTION_PARAMS = 5  # g~_X, g~_Y, log sigma^2, log delta~, log gamma
 # The words of MNIST with captions (`genlearn.data.captions.VOCAB`, in its order).
@@ -347,20 +346,10 @@ class AlignDRAW(GenerativeModel):
     def evaluate(self, data: dict[str, torch.Tensor], chunk: int = 1000) -> dict[str, float]:
         """Mean L^x + L^z over the split's images given their captions (nats per image, one
         posterior sample), its standard error over images, and the two terms."""
-        recon, kl = [], []
-        for start in range(0, len(data["x"]), chunk):
-            part = slice(start, start + chunk)
-            r, k = self.loss_terms(data["x"][part], data["caption"][part], data["caption_mask"][part])
-            recon.append(r)
-            kl.append(k)
-        recon, kl = torch.cat(recon), torch.cat(kl)
-        bound, stderr = mean_and_stderr(recon + kl)
-        return {
-            "nll_bound": bound,
-            "nll_bound_stderr": stderr,
-            "recon": recon.mean().item(),
-            "kl": kl.mean().item(),
-        }
+        parts = (slice(start, start + chunk) for start in range(0, len(data["x"]), chunk))
+        return bound_summary(
+            self.loss_terms(data["x"][p], data["caption"][p], data["caption_mask"][p]) for p in parts
+        )
 
     # ----------------------------------------------------------------------------------------
     # generation: the decoder alone, z_t from the learned prior, attending to the caption

@@ -62,6 +62,7 @@ shaped by that (`benchmarks/bench_draw.py` measures it against a plain implement
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -134,6 +135,20 @@ def descend_bound(model: GenerativeModel, loss_terms) -> dict[str, float]:
             nn.utils.clip_grad_norm_(model.parameters(), model.config.grad_clip, foreach=True)
         opt.step()
     return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item()}
+
+
+def bound_summary(terms: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """From (L^x, L^z) per image of each chunk of a split: the bound's mean over images (nats per
+    image, one posterior sample each), its standard error, and the two terms' means; DRAW's and
+    alignDRAW's `evaluate`."""
+    recon, kl = (torch.cat(parts) for parts in zip(*terms))
+    bound, stderr = mean_and_stderr(recon + kl)
+    return {
+        "nll_bound": bound,
+        "nll_bound_stderr": stderr,
+        "recon": recon.mean().item(),
+        "kl": kl.mean().item(),
+    }
 
 
 def reparameterize(q: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -377,21 +392,7 @@ class DRAW(GenerativeModel):
             return self._images(self._infer(self._flat(x))[0])
 
     @torch.no_grad()
-    @torch.no_grad()
     def evaluate(self, data: dict[str, torch.Tensor], chunk: int = 1000) -> dict[str, float]:
         """Mean L^x + L^z over data["x"] (nats per image, one posterior sample of z_1..z_T),
         its standard error over images, and the two terms."""
-        x = self._flat(data["x"])
-        recon, kl = [], []
-        for part in x.split(chunk):
-            r, k = self.loss_terms(part)
-            recon.append(r)
-            kl.append(k)
-        recon, kl = torch.cat(recon), torch.cat(kl)
-        bound, bound_stderr = mean_and_stderr(recon + kl)
-        return {
-            "nll_bound": bound,
-            "nll_bound_stderr": bound_stderr,
-            "recon": recon.mean().item(),
-            "kl": kl.mean().item(),
-        }
+        return bound_summary(self.loss_terms(part) for part in self._flat(data["x"]).split(chunk))
