@@ -362,6 +362,14 @@ def adversarial_step(
     return stats
 
 
+def player_optimizer(c: Any, net: nn.Module) -> torch.optim.Optimizer:
+    """One player's optimiser: Adam (lr, beta_1) or the paper's SGD with momentum (ramped by
+    `set_momentum`); a GAN's and each LAPGAN level's."""
+    if c.optimizer == "adam":
+        return torch.optim.Adam(net.parameters(), lr=c.lr, betas=(c.beta1, 0.999))
+    return torch.optim.SGD(net.parameters(), lr=c.lr, momentum=c.momentum)
+
+
 def ramped_momentum(c: Any, epoch: float) -> float:
     """The paper's SGD momentum after `epoch` epochs: rising linearly from `c.momentum` to
     `c.momentum_final` over `c.momentum_epochs` (the GAN paper's and LAPGAN's released code)."""
@@ -406,18 +414,12 @@ class GAN(GenerativeModel):
         self.register_buffer("d_updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("g_updates", torch.zeros((), dtype=torch.long))
         self.steps_per_epoch = 500  # set by `prepare`; only the momentum ramp uses it
-        self.optimizers = {"d": self._optimizer(self.D), "g": self._optimizer(self.G)}
+        self.optimizers = {"d": player_optimizer(config, self.D), "g": player_optimizer(config, self.G)}
         # G's figures are reported every step, the latest ones (0 before G's first update when k > 1)
         self._last_g: dict[str, float] = {"g_loss": 0.0, "g_grad_norm": 0.0}
         self._collapsed = self._vanished = 0
         self._g_peak = 0.0
         self._warned: set[str] = set()
-
-    def _optimizer(self, net: nn.Module) -> torch.optim.Optimizer:
-        c = self.config
-        if c.optimizer == "adam":
-            return torch.optim.Adam(net.parameters(), lr=c.lr, betas=(c.beta1, 0.999))
-        return torch.optim.SGD(net.parameters(), lr=c.lr, momentum=c.momentum)
 
     @property
     def data_kind(self) -> str:

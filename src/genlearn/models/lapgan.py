@@ -131,6 +131,7 @@ from genlearn.models.gan import (
     adversarial_step,
     checked_labels,
     one_hot,
+    player_optimizer,
     ramped_momentum,
     set_momentum,
 )
@@ -459,16 +460,10 @@ class LAPGAN(GenerativeModel):
         self.steps_per_epoch = 500  # set by `prepare`; only the momentum ramp uses it
         self.optimizers = {}
         for level in range(c.levels):
-            self.optimizers[f"g{level}"] = self._optimizer(self.G[level])
-            self.optimizers[f"d{level}"] = self._optimizer(self.D[level])
+            self.optimizers[f"g{level}"] = player_optimizer(c, self.G[level])
+            self.optimizers[f"d{level}"] = player_optimizer(c, self.D[level])
         # each level's latest generator figures (0 until its first generator update)
         self._last_g = [0.0] * c.levels
-
-    def _optimizer(self, net: nn.Module) -> torch.optim.Optimizer:
-        c = self.config
-        if c.optimizer == "adam":
-            return torch.optim.Adam(net.parameters(), lr=c.lr, betas=(c.beta1, 0.999))
-        return torch.optim.SGD(net.parameters(), lr=c.lr, momentum=c.momentum)
 
     @property
     def data_kind(self) -> str:
