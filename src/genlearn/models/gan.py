@@ -75,6 +75,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from genlearn.config import IMAGE_DATASETS, LR_SCHEDULES, TOY_DATASETS, Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models.base import GenerativeModel
+from genlearn.nn.optim import make_optimizer
 
 GAN_DATASETS = (*IMAGE_DATASETS, *TOY_DATASETS)
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "mnist-2digit": (1, 60, 60)}  # (C, H, W) of each image data set
@@ -365,9 +366,7 @@ def adversarial_step(
 def player_optimizer(c: Any, net: nn.Module) -> torch.optim.Optimizer:
     """One player's optimiser: Adam (lr, beta_1) or the paper's SGD with momentum (ramped by
     `set_momentum`); a GAN's and each LAPGAN level's."""
-    if c.optimizer == "adam":
-        return torch.optim.Adam(net.parameters(), lr=c.lr, betas=(c.beta1, 0.999))
-    return torch.optim.SGD(net.parameters(), lr=c.lr, momentum=c.momentum)
+    return make_optimizer(c.optimizer, net.parameters(), c.lr, momentum=c.momentum, beta1=c.beta1)
 
 
 def ramped_momentum(c: Any, epoch: float) -> float:

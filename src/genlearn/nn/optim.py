@@ -1,4 +1,4 @@
-"""The optimiser factory of the models that own one optimiser (the GAN builds its pair itself)."""
+"""The optimiser factory of every model: one optimiser, or one per player of an adversarial pair."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ def make_optimizer(
     lr: float,
     weight_decay: float = 0.0,
     momentum: float = 0.9,
+    beta1: float = 0.9,
 ) -> torch.optim.Optimizer:
-    """Adam, Adagrad, SGD with momentum, or RMSProp (squared-gradient average decaying by 0.9, as
-    alignDRAW's code trains); `weight_decay` is an L2 penalty on every parameter."""
+    """Adam (first-moment decay `beta1`), Adagrad, SGD with momentum, or RMSProp (squared-gradient
+    average decaying by 0.9, as alignDRAW's code trains); `weight_decay` is an L2 penalty on every
+    parameter."""
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), weight_decay=weight_decay)
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
