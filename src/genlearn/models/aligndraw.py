@@ -397,9 +397,9 @@ class AlignDRAW(GenerativeModel):
         self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0, **condition: Any
     ) -> torch.Tensor:
         """sigmoid(c_T) drawn for `captions` (n strings, or one for all; by default drawn from
-        the data's validation captions, which hold no held-out combination): (n, 1, H, W) in [0, 1]. A `temperature` tau < 1 draws z_t nearer
-        the prior's mean, mu_t + tau sigma_t eps_t (0: the mean path; see RESULTS for what it
-        does to conformity)."""
+        the data's validation captions, which hold no held-out combination): (n, 1, H, W) in
+        [0, 1]. A `temperature` tau < 1 draws z_t nearer the prior's mean, mu_t + tau sigma_t
+        eps_t (0: the mean path; see RESULTS for what it does to conformity)."""
         captions = self._conditions(n, generator, condition)
         tokens, mask = self._caption_batch(n, captions)
         with flush_denormals():
@@ -434,7 +434,8 @@ class AlignDRAW(GenerativeModel):
     # conditions
     def prepare(self, data: Any, batch_size: int) -> None:
         """Check that the data's words are the model's, and keep BANK validation captions for
-        `default_conditions` (validation captions: never training ones, never a held-out combination)."""
+        `default_conditions` (validation captions: never training ones, never a held-out
+        combination)."""
         words = tuple(getattr(data, "vocabulary", ()))
         if words != self.words:
             raise UserError(
