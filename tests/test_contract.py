@@ -279,3 +279,34 @@ def test_nothing_outside_the_base_class_probes_a_model():
         if "hasattr(" in line
     ]
     assert not offenders, offenders
+
+
+# ---- runs written by older versions keep loading ------------------------------------------------
+OLD_RUNS = Path(__file__).resolve().parent / "data" / "old_runs"
+
+
+@pytest.mark.parametrize(
+    "run,upgraded",
+    [
+        ("gan-min-lr", {"lr_final": 1e-6 / 0.1, "lr_decay": 1.000004, "conditional": False}),
+        (
+            "lapgan-coarse-g-hidden",
+            {"coarse_arch": "mlp", "d_padding": "none", "level_steps": "1,1", "coarse_g_hidden": 8},
+        ),
+    ],
+)
+def test_runs_of_older_versions_load_and_sample_as_they_did(run, upgraded):
+    """A GAN whose config has the absolute lr floor `min_lr`, and a LAPGAN saved before
+    `coarse_arch` and `d_padding` existed (tests/data/old_runs/README.md): their configs are
+    upgraded on load, the weights load by their saved names, and the samples are those the code
+    that wrote the run drew from the same seed."""
+    import safetensors.torch
+
+    _, config = runs.run_config(OLD_RUNS / run)
+    for key, value in upgraded.items():
+        assert getattr(config, key) == pytest.approx(value), key
+    model = runs.load_model(OLD_RUNS / run)
+    expected = safetensors.torch.load_file(str(OLD_RUNS / run / "expected_samples.safetensors"))["samples"]
+    with one_thread():
+        samples = model.sample(4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(samples, expected, rtol=1e-5, atol=1e-6)
