@@ -14,7 +14,8 @@ from conftest import needs_mnist, one_thread, resume_then_compare
 from genlearn import registry
 from genlearn.data.base import DataSet
 from genlearn.models import gan
-from genlearn.models.gan import GAN, Maxout, log_d, log_one_minus_d
+from genlearn.models.gan import GAN, Maxout
+from genlearn.nn.adversarial import log_d, log_one_minus_d
 
 TINY = dict(g_hidden=32, d_units=16, d_pieces=3, z_dim=8)
 

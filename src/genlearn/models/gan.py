@@ -22,9 +22,8 @@ log D = -softplus(-l) and log(1 - D) = -softplus(l).
 
 Each call of `train_step` is one discriminator update on the loop's minibatch; every k-th call
 also makes the generator update, so one iteration of Algorithm 1 consumes k data minibatches.
-That update is `adversarial_step(G, D, g_opt, d_opt, real, noise_fn, k, loss, condition)`, a
-function of the two players rather than of this class: LAPGAN (models/lapgan.py) trains each
-level of its pyramid with the same function.
+That update is `genlearn.nn.adversarial.adversarial_step`, a function of the two players rather
+than of this class: LAPGAN trains each level of its pyramid with the same function.
 
 Networks (`arch`):
 - `mlp`, the paper's MNIST model (its published pylearn2 configuration): G: 100 uniform noise
@@ -63,23 +62,29 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from genlearn.config import IMAGE_DATASETS, LR_SCHEDULES, TOY_DATASETS, Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models.base import GenerativeModel
-from genlearn.nn.optim import make_optimizer
+from genlearn.nn.adversarial import (
+    N_CLASSES,
+    adversarial_step,
+    checked_labels,
+    generator_step,
+    one_hot,
+    player_optimizer,
+    ramped_momentum,
+    set_momentum,
+    uniform_labels,
+)
 
 GAN_DATASETS = (*IMAGE_DATASETS, *TOY_DATASETS)
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "mnist-2digit": (1, 60, 60)}  # (C, H, W) of each image data set
-N_CLASSES = 10  # MNIST's digits: the labels a conditional GAN takes
 # Collapse warnings, each after `_PATIENCE` consecutive updates: D's loss below _D_LOSS_COLLAPSE,
 # or G's gradient norm below _G_GRAD_VANISH times the largest it has been in this process (the
 # paper's networks start with gradients of 1e-7, so only a fall from an earlier level counts).
@@ -130,16 +135,6 @@ class Config(Common):
     def check(self) -> None:
         if self.conditional and self.dataset != "mnist":
             raise UserError(f"conditional=true needs MNIST's labels; dataset {self.dataset!r} has none")
-
-
-def log_d(logits: torch.Tensor) -> torch.Tensor:
-    """log D = log sigmoid(l) = -softplus(-l)."""
-    return -F.softplus(-logits)
-
-
-def log_one_minus_d(logits: torch.Tensor) -> torch.Tensor:
-    """log(1 - D) = log sigmoid(-l) = -softplus(l)."""
-    return -F.softplus(logits)
 
 
 class Maxout(nn.Module):
@@ -219,167 +214,6 @@ def conv_discriminator(c: Config, shape: tuple[int, int, int]) -> nn.Sequential:
 def n_labels(c: Config) -> int:
     """Width of the label's one-hot code that a conditional pair appends to its inputs (0 if none)."""
     return N_CLASSES if c.conditional else 0
-
-
-def checked_labels(labels, n: int, device: torch.device) -> torch.Tensor:
-    """n digit labels as a long tensor on `device`; one line of refusal for anything else."""
-    labels = torch.as_tensor(labels, dtype=torch.long).to(device)
-    if labels.shape != (n,):
-        raise UserError(f"labels must be one per sample ({n}), got shape {tuple(labels.shape)}")
-    if n and (int(labels.min()) < 0 or int(labels.max()) >= N_CLASSES):
-        raise UserError(f"labels must be digits 0 to {N_CLASSES - 1}, got {labels.unique().tolist()}")
-    return labels
-
-
-def one_hot(labels: torch.Tensor) -> torch.Tensor:
-    """y as a float one-hot code (n, 10)."""
-    return F.one_hot(labels, N_CLASSES).float()
-
-
-def _grad_norm(params) -> float:
-    norms = [p.grad.norm() for p in params if p.grad is not None]
-    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
-
-
-# ------------------------------------------------------------------------------------------------
-# Algorithm 1's update, as a function of the two players: the GAN here and every level of LAPGAN
-# (models/lapgan.py) call it.
-
-Generate = Callable[[torch.Tensor, Any], torch.Tensor]  # (noise, condition) -> sample
-Discriminate = Callable[[torch.Tensor, Any], torch.Tensor]  # (sample, condition) -> logits (n,)
-
-
-def _players(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    generate: Generate | None,
-    discriminate: Discriminate | None,
-) -> tuple[Generate, Discriminate]:
-    """How to call G and D: the given callables, or the modules themselves (the condition, when
-    there is one, as their second argument; D's output squeezed to one logit per row)."""
-    if generate is None:
-        generate = lambda z, c: generator(z) if c is None else generator(z, c)  # noqa: E731
-    if discriminate is None:
-        discriminate = lambda x, c: (discriminator(x) if c is None else discriminator(x, c)).squeeze(1)  # noqa: E731
-    return generate, discriminate
-
-
-def discriminator_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    d_opt: torch.optim.Optimizer,
-    real: torch.Tensor,
-    noise_fn: Callable[[int], torch.Tensor],
-    condition: Any = None,
-    generate: Generate | None = None,
-    discriminate: Discriminate | None = None,
-) -> dict[str, float]:
-    """Algorithm 1's discriminator update: draw m = len(real) noise samples, ascend
-    log D(x) + log(1 - D(G(z))) (descend its negative) on the real batch and G's samples, both
-    under the same condition (the batch's labels, LAPGAN's low-pass images). Returns the loss,
-    mean D(x), mean D(G(z)), D's accuracy at threshold 1/2 over both halves and its gradient norm."""
-    generate, discriminate = _players(generator, discriminator, generate, discriminate)
-    with torch.no_grad():
-        fake = generate(noise_fn(real.shape[0]), condition)
-    l_real, l_fake = discriminate(real, condition), discriminate(fake, condition)
-    d_loss = -(log_d(l_real).mean() + log_one_minus_d(l_fake).mean())
-    d_opt.zero_grad(set_to_none=True)
-    d_loss.backward()
-    d_grad = _grad_norm(discriminator.parameters())
-    d_opt.step()
-    l_real, l_fake = l_real.detach(), l_fake.detach()
-    return {
-        "d_loss": float(d_loss.detach()),
-        "d_real": float(torch.sigmoid(l_real).mean()),
-        "d_fake": float(torch.sigmoid(l_fake).mean()),
-        "d_grad_norm": d_grad,
-        "d_accuracy": float(((l_real > 0).float().mean() + (l_fake < 0).float().mean()) / 2),
-    }
-
-
-def generator_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    g_opt: torch.optim.Optimizer,
-    m: int,
-    noise_fn: Callable[[int], torch.Tensor],
-    loss: str = "non-saturating",
-    condition: Any = None,
-    generate: Generate | None = None,
-    discriminate: Discriminate | None = None,
-) -> dict[str, float]:
-    """Algorithm 1's generator update on m fresh noise samples: descend log(1 - D(G(z)))
-    (`minimax`) or -log D(G(z)) (`non-saturating`). D's parameters get no gradient."""
-    generate, discriminate = _players(generator, discriminator, generate, discriminate)
-    l_fake = discriminate(generate(noise_fn(m), condition), condition)
-    if loss == "minimax":
-        g_loss = log_one_minus_d(l_fake).mean()  # descend log(1 - D(G(z)))
-    elif loss == "non-saturating":
-        g_loss = -log_d(l_fake).mean()  # descend -log D(G(z))
-    else:
-        raise ValueError(f"loss must be 'non-saturating' or 'minimax', not {loss!r}")
-    g_opt.zero_grad(set_to_none=True)
-    discriminator.requires_grad_(False)  # D's parameters are not updated here: skip their gradients
-    try:
-        g_loss.backward()
-    finally:
-        discriminator.requires_grad_(True)
-    stats = {"g_loss": float(g_loss.detach()), "g_grad_norm": _grad_norm(generator.parameters())}
-    g_opt.step()
-    return stats
-
-
-def adversarial_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    g_opt: torch.optim.Optimizer,
-    d_opt: torch.optim.Optimizer,
-    real: torch.Tensor,
-    noise_fn: Callable[[int], torch.Tensor],
-    k: int = 1,
-    loss: str = "non-saturating",
-    condition: Any = None,
-    *,
-    d_updates: int = 0,
-    generate: Generate | None = None,
-    discriminate: Discriminate | None = None,
-) -> dict[str, float]:
-    """One step of Algorithm 1 on one minibatch: the discriminator's update and, when it is the
-    k-th (`d_updates`, the discriminator updates made before this one, plus 1, divisible by k),
-    the generator's update on fresh noise: k data minibatches per iteration of the algorithm.
-
-    `generator` and `discriminator` are the modules whose parameters `g_opt` and `d_opt` update;
-    `generate(z, condition)` and `discriminate(x, condition)` say how to call them when that is
-    more than `G(z)` and `D(x)` (a conditional pair's inputs, a reshape); `noise_fn(m)` draws m
-    noise samples of G's input. The caller keeps the counters and any moving average of G.
-    Returns `discriminator_step`'s figures, and `g_loss` and `g_grad_norm` when G was updated."""
-    stats = discriminator_step(
-        generator, discriminator, d_opt, real, noise_fn, condition, generate, discriminate
-    )
-    if (d_updates + 1) % k == 0:
-        stats |= generator_step(
-            generator, discriminator, g_opt, real.shape[0], noise_fn, loss, condition, generate, discriminate
-        )
-    return stats
-
-
-def player_optimizer(c: Any, net: nn.Module) -> torch.optim.Optimizer:
-    """One player's optimiser: Adam (lr, beta_1) or the paper's SGD with momentum (ramped by
-    `set_momentum`); a GAN's and each LAPGAN level's."""
-    return make_optimizer(c.optimizer, net.parameters(), c.lr, momentum=c.momentum, beta1=c.beta1)
-
-
-def ramped_momentum(c: Any, epoch: float) -> float:
-    """The paper's SGD momentum after `epoch` epochs: rising linearly from `c.momentum` to
-    `c.momentum_final` over `c.momentum_epochs` (the GAN paper's and LAPGAN's released code)."""
-    ramp = min(1.0, epoch / c.momentum_epochs) if c.momentum_epochs else 1.0
-    return c.momentum + (c.momentum_final - c.momentum) * ramp
-
-
-def set_momentum(optimizers, momentum: float) -> None:
-    for opt in optimizers:
-        for g in opt.param_groups:
-            g["momentum"] = momentum
 
 
 class GAN(GenerativeModel):
@@ -554,8 +388,7 @@ class GAN(GenerativeModel):
         """Labels uniform over the ten digits (MNIST's held-out classes are near uniform)."""
         if not self.config.conditional:
             return {}
-        device = generator.device if generator is not None else self.d_updates.device
-        return {"labels": torch.randint(N_CLASSES, (n,), generator=generator, device=device)}
+        return {"labels": uniform_labels(n, generator, self.d_updates.device)}
 
     def _labels(self, n: int, generator: torch.Generator | None, condition: dict) -> torch.Tensor | None:
         """The labels of n samples: given (checked) or drawn; None for an unconditional GAN."""

@@ -126,7 +126,7 @@ from torch.nn import functional as F
 from genlearn.config import IMAGE_DATASETS, Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models.base import GenerativeModel
-from genlearn.models.gan import (
+from genlearn.nn.adversarial import (
     N_CLASSES,
     adversarial_step,
     checked_labels,
@@ -134,6 +134,7 @@ from genlearn.models.gan import (
     player_optimizer,
     ramped_momentum,
     set_momentum,
+    uniform_labels,
 )
 from genlearn.nn.pyramid import downsample, pyramid_sizes, upsample
 
@@ -552,8 +553,7 @@ class LAPGAN(GenerativeModel):
         """Labels uniform over the ten digits (MNIST's held-out classes are near uniform)."""
         if not self.config.conditional:
             return {}
-        device = generator.device if generator is not None else self.steps.device
-        return {"labels": torch.randint(N_CLASSES, (n,), generator=generator, device=device)}
+        return {"labels": uniform_labels(n, generator, self.steps.device)}
 
     @torch.no_grad()
     def sample_pyramid(
