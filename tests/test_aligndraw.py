@@ -118,9 +118,9 @@ def test_prior_at_the_first_step_is_the_standard_normal(monkeypatch):
 
     posteriors = []
 
-    def spy(q, eps):
-        posteriors.append(q)
-        return reparameterize(q, eps)
+    def spy(mean, logvar, generator=None, eps=None):
+        posteriors.append(torch.cat([mean, logvar], dim=-1))
+        return reparameterize(mean, logvar, generator, eps)
 
     reparameterize = aligndraw.reparameterize
     monkeypatch.setattr(aligndraw, "reparameterize", spy)

@@ -64,8 +64,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from genlearn.config import CAPTION_DATASETS, Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models.base import GenerativeModel
-from genlearn.models.draw import bound_summary, descend_bound, reparameterize
 from genlearn.nn import attention
+from genlearn.nn.distributions import reparameterize
+from genlearn.nn.draw_core import bound_summary, descend_bound
 from genlearn.nn.lstm import Affine, StepLinear, flush_denormals, lstm_pointwise, resolve_matmul_dtype
 from genlearn.nn.optim import make_optimizer
 
@@ -78,7 +79,7 @@ PAD = -1  # token id of padding in a caption bank
 
 @dataclass
 class Config(Common):
-    T: int = bounded(32, min=1, help="number of steps (glimpses)")
+    T: int = bounded(32, min=1, max=1024, help="number of steps (glimpses)")
     enc_size: int = bounded(300, min=1, help="encoder LSTM units")
     dec_size: int = bounded(300, min=1, help="decoder LSTM units")
     z_size: int = bounded(150, min=1, help="dimension of each z_t")
@@ -89,8 +90,8 @@ class Config(Common):
     vocabulary: str = choice(MNIST_CAPTION_WORDS, (MNIST_CAPTION_WORDS,), "the caption words, in token order")
     max_words: int = bounded(12, min=1, help="longest caption the model takes")
     dataset: str = choice("mnist-captions", CAPTION_DATASETS, "training data: MNIST with captions (60 x 60)")
-    height: int = bounded(60, min=1, help="image rows")
-    width: int = bounded(60, min=1, help="image columns")
+    height: int = bounded(60, min=1, max=1024, help="image rows")
+    width: int = bounded(60, min=1, max=1024, help="image columns")
     grad_clip: float = bounded(10.0, min=0.0, help="clip the gradient's global norm; 0 = off")
     matmul_dtype: str = choice(
         "auto",
@@ -301,7 +302,7 @@ class AlignDRAW(GenerativeModel):
         for t in range(self.T):
             h_enc, cell_enc = lstm_pointwise(enc_in(torch.cat([r, h_enc], dim=1)), cell_enc, enc_gates)
             q_t = q(h_enc)  # [mu^q_t, log sigma^q_t^2]
-            z = reparameterize(q_t, eps[t])
+            z = reparameterize(*q_t.chunk(2, dim=1), eps=eps[t])
             s, _ = self.align(u_lang, w_dec, h_lang, mask)
             priors.append(self.prior(prior_raw if t > 0 else None, z))
             h_dec, cell_dec = lstm_pointwise(dec_in(torch.cat([z, s], dim=1)), cell_dec, dec_gates)
@@ -339,7 +340,10 @@ class AlignDRAW(GenerativeModel):
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         return descend_bound(
-            self, lambda: self.loss_terms(batch["x"], batch["caption"], batch["caption_mask"])
+            self.optimizers["model"],
+            self.parameters(),
+            self.config.grad_clip,
+            lambda: self.loss_terms(batch["x"], batch["caption"], batch["caption_mask"]),
         )
 
     @torch.no_grad()

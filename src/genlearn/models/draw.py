@@ -62,7 +62,6 @@ shaped by that (`benchmarks/bench_draw.py` measures it against a plain implement
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -72,17 +71,17 @@ from torch import nn
 from genlearn.config import IMAGE_DATASETS, Common, bounded, choice
 from genlearn.models.base import GenerativeModel
 from genlearn.nn import attention
-from genlearn.nn.distributions import kl_std_normal
+from genlearn.nn.distributions import kl_std_normal, reparameterize
+from genlearn.nn.draw_core import bound_summary, descend_bound
 from genlearn.nn.lstm import Affine, StepLinear, flush_denormals, lstm_pointwise, resolve_matmul_dtype
 from genlearn.nn.optim import make_optimizer
-from genlearn.nn.stats import mean_and_stderr
 
 N_ATTENTION_PARAMS = 5  # g~_X, g~_Y, log sigma^2, log delta~, log gamma
 
 
 @dataclass
 class Config(Common):
-    T: int = bounded(64, min=1, help="number of glimpses (time steps)")
+    T: int = bounded(64, min=1, max=1024, help="number of glimpses (time steps)")
     enc_size: int = bounded(256, min=1, help="encoder LSTM units")
     dec_size: int = bounded(256, min=1, help="decoder LSTM units")
     z_size: int = bounded(100, min=1, help="dimension of each z_t")
@@ -92,8 +91,8 @@ class Config(Common):
     dataset: str = choice(
         "mnist", IMAGE_DATASETS, "training data: mnist, or mnist-2digit (60 x 60, two digits)"
     )
-    height: int = bounded(28, min=1, help="image rows (B in the paper)")
-    width: int = bounded(28, min=1, help="image columns (A in the paper)")
+    height: int = bounded(28, min=1, max=1024, help="image rows (B in the paper)")
+    width: int = bounded(28, min=1, max=1024, help="image columns (A in the paper)")
     grad_clip: float = bounded(10.0, min=0.0, help="clip the gradient's global norm; 0 = off")
     matmul_dtype: str = choice(
         "auto",
@@ -103,57 +102,6 @@ class Config(Common):
     )
     optimizer: str = choice("adam", ("adam", "adagrad", "sgd"), "optimiser")
     weight_decay: float = bounded(0.0, min=0.0, help="L2 penalty")
-
-
-class _Reparameterize(torch.autograd.Function):
-    """z = mu + exp(logvar / 2) eps from Q's output q = [mu, logvar] (n, 2Z); one graph node."""
-
-    @staticmethod
-    def forward(ctx, q: torch.Tensor, eps: torch.Tensor):
-        Z = eps.shape[1]
-        sd = torch.exp(0.5 * q[:, Z:])
-        ctx.save_for_backward(sd, eps)
-        return torch.addcmul(q[:, :Z], sd, eps)
-
-    @staticmethod
-    def backward(ctx, dz: torch.Tensor):
-        sd, eps = ctx.saved_tensors
-        return torch.cat([dz, 0.5 * dz * eps * sd], dim=1), None
-
-
-def descend_bound(model: GenerativeModel, loss_terms) -> dict[str, float]:
-    """One optimiser step on the mean of L = L^x + L^z, the terms from `loss_terms()` (per image),
-    the gradient's global norm clipped at `grad_clip`; DRAW's and alignDRAW's update."""
-    opt = model.optimizers["model"]
-    with flush_denormals():
-        opt.zero_grad(set_to_none=True)
-        recon, kl = loss_terms()
-        recon, kl = recon.mean(), kl.mean()
-        loss = recon + kl
-        loss.backward()
-        if model.config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), model.config.grad_clip, foreach=True)
-        opt.step()
-    return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item()}
-
-
-def bound_summary(terms: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-    """From (L^x, L^z) per image of each chunk of a split: the bound's mean over images (nats per
-    image, one posterior sample each), its standard error, and the two terms' means; DRAW's and
-    alignDRAW's `evaluate`."""
-    recon, kl = (torch.cat(parts) for parts in zip(*terms))
-    bound, stderr = mean_and_stderr(recon + kl)
-    return {
-        "nll_bound": bound,
-        "nll_bound_stderr": stderr,
-        "recon": recon.mean().item(),
-        "kl": kl.mean().item(),
-    }
-
-
-def reparameterize(q: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """z = mu + sigma eps for q = [mu, log sigma^2] (n, 2Z) and eps (n, Z)."""
-    return _Reparameterize.apply(q, eps)
 
 
 class DRAW(GenerativeModel):
@@ -287,7 +235,7 @@ class DRAW(GenerativeModel):
                 gates, more = enc_in(torch.cat([x_hat, h_enc], dim=1)), enc_static + enc_gates
             h_enc, cell_enc = lstm_pointwise(gates, cell_enc, more)
             q_t = q(h_enc)  # [mu_t, log sigma_t^2]
-            z = reparameterize(q_t, eps[t])
+            z = reparameterize(*q_t.chunk(2, dim=1), eps=eps[t])
             h_dec, cell_dec = lstm_pointwise(dec_in(z), cell_dec, dec_gates)
             dec_gates, attend, enc_gates = dec_out(h_dec)
             if self.attention:
@@ -327,7 +275,10 @@ class DRAW(GenerativeModel):
         return x
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        return descend_bound(self, lambda: self.loss_terms(batch["x"]))
+        c = self.config
+        return descend_bound(
+            self.optimizers["model"], self.parameters(), c.grad_clip, lambda: self.loss_terms(batch["x"])
+        )
 
     # ----------------------------------------------------------------------------------------
     # generation: the decoder alone, from the prior

@@ -38,12 +38,34 @@ def kl_std_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.pow(2) + torch.exp(logvar) - 1.0 - logvar).sum(-1)
 
 
+class _Reparameterize(torch.autograd.Function):
+    """z = mean + exp(logvar / 2) eps as one graph node: DRAW draws a z_t at each of its T steps,
+    where every node of the graph costs time on a CPU."""
+
+    @staticmethod
+    def forward(ctx, mean: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        sd = torch.exp(0.5 * logvar)
+        ctx.save_for_backward(sd, eps)
+        return torch.addcmul(mean, sd, eps)
+
+    @staticmethod
+    def backward(ctx, dz: torch.Tensor):
+        sd, eps = ctx.saved_tensors
+        return dz, 0.5 * dz * eps * sd, None
+
+
 def reparameterize(
-    mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    generator: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """z = mean + sigma * eps with eps ~ N(0, I): the reparameterization trick."""
-    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-    return mean + torch.exp(0.5 * logvar) * eps
+    """z = mean + sigma * eps, sigma = exp(logvar / 2): the reparameterization trick, a sample of
+    N(mean, diag(sigma^2)) through which gradients reach mean and logvar. `eps` (mean's shape)
+    are the standard normal draws, drawn from `generator` when None."""
+    if eps is None:
+        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    return _Reparameterize.apply(mean, logvar, eps)
 
 
 # Pixel means are clipped to [BASE_RATE_EPS, 1 - BASE_RATE_EPS] before taking log-odds: MNIST has
