@@ -84,7 +84,8 @@ from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models import rbm
 from genlearn.models.base import GenerativeModel
-from genlearn.models.dbn import (
+from genlearn.models.rbm import RBM, bernoulli, binary_states, linear, visible_shape
+from genlearn.models.stack import (
     BASE_RATE_IMAGES,
     CHUNK,
     MAX_EXACT_UNITS,
@@ -93,7 +94,6 @@ from genlearn.models.dbn import (
     stage_at,
     stage_progress,
 )
-from genlearn.models.rbm import RBM, bernoulli, binary_states, linear, visible_shape
 from genlearn.nn.distributions import base_rate_bias
 
 EVAL_MF_STEPS = 30  # mean-field rounds for the reported bound (training uses mf_steps)
