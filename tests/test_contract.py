@@ -9,7 +9,9 @@ new registered model that forgets part of the contract fails here by name.
 
 from __future__ import annotations
 
+import ast
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -63,7 +65,7 @@ METRIC_NEEDS: dict[str, tuple[str, ...] | None] = {
     "coverage": None,
     "label_agreement": ("labels",),
     "conformity": ("captions",),
-    "ais": ("log_likelihood_bound", "free_energy"),
+    "ais": ("ais_bound", "free_energy"),
     "nearest": None,
 }
 # the image shapes the networks behind a metric read (the MNIST classifier, the canvas checker)
@@ -155,7 +157,7 @@ def _check_capabilities(model: GenerativeModel) -> None:
         if model.can("free_energy"):
             e = model.free_energy(flat)
             assert e.shape == (len(x),) and bool(torch.isfinite(e).all())
-        if model.can("log_likelihood_bound"):
+        if model.can("ais_bound"):
             betas = torch.linspace(0, 1, 11)
             out = ais.log_likelihood_bound(
                 model, flat, n_runs=4, betas=betas, base_bias=model.ais_base_bias(flat)
@@ -235,8 +237,6 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "genlearn"
 
 
 def _genlearn_imports(path: Path) -> set[str]:
-    import ast
-
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("genlearn"):
@@ -253,6 +253,103 @@ def test_models_sit_below_train_eval_and_data(path):
     below = ("genlearn.train", "genlearn.eval", "genlearn.data", "genlearn.runs", "genlearn.viz")
     wrong = sorted(m for m in _genlearn_imports(path) if m.startswith(below))
     assert not wrong, f"{path.name} imports {wrong}"
+
+
+# What a model file may import of models/: the contract, and the model its paper builds on (the
+# DBN and the DBM are stacks of RBMs, with their shared stack helpers beside them).
+MODEL_IMPORTS = {"dbn": {"rbm", "stack"}, "dbm": {"rbm", "stack"}, "stack": {"rbm"}}
+
+
+@pytest.mark.parametrize("path", sorted((SRC / "models").glob("*.py")), ids=lambda p: p.name)
+def test_a_model_file_imports_no_other_model_file(path):
+    """What two models share lives in nn/ (or, for the RBM stacks, in models/stack.py)."""
+    imported = {
+        m.split(".")[2]
+        for m in _genlearn_imports(path)
+        if m.startswith("genlearn.models.") and m.count(".") >= 2
+    }
+    wrong = imported - {"base", path.stem} - MODEL_IMPORTS.get(path.stem, set())
+    assert not wrong, f"{path.name} imports models {sorted(wrong)}"
+
+
+def _model_methods() -> set[str]:
+    """The methods and properties that registered model classes define beyond GenerativeModel
+    (and torch.nn.Module): calling one of them from outside models/ goes around the contract."""
+    names = set()
+    for name in registry.names():
+        for cls in registry.entry(name).model_class.__mro__:
+            if cls is GenerativeModel:
+                break
+            names |= {
+                k
+                for k, v in vars(cls).items()
+                if isinstance(v, property) or (callable(v) and not isinstance(v, type))
+            }
+    return names - set(dir(GenerativeModel))
+
+
+# Method names that other objects have too (`bytes.decode`, `Tensor.align_to`...): a call of one
+# of these counts only on a receiver named as a model is (`model`, `run.model`, `rbm`, ...).
+SHARED_NAMES = set().union(
+    *(
+        dir(t)
+        for t in (str, bytes, dict, list, set, Path, torch.Tensor, torch.Generator, torch.optim.Optimizer)
+    )
+)
+MODEL_NAMES = re.compile(r"(^|_)(model|rbm|dbn|dbm)$")
+
+
+def _calls_around_the_contract(source: str, methods: set[str]) -> list[str]:
+    """`x.name(...)` in `source` where `name` is one of `methods` and `x` is not a name bound by an
+    import (a module's function of the same name, such as `captions.compose`, is no model method);
+    a name that other objects' methods share counts only where `x` is named as a model is."""
+    tree = ast.parse(source)
+    imported = {
+        (alias.asname or alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        name, receiver = node.func.attr, node.func.value
+        if name not in methods or (isinstance(receiver, ast.Name) and receiver.id in imported):
+            continue
+        receiver_name = receiver.id if isinstance(receiver, ast.Name) else getattr(receiver, "attr", "")
+        if name not in SHARED_NAMES or MODEL_NAMES.search(receiver_name):
+            found.append(f"{node.lineno}: {ast.unparse(node.func)}")
+    return sorted(found)
+
+
+def test_code_outside_models_calls_only_what_the_contract_documents():
+    """Every model method that the loop, the metrics, the figures, the run format or the CLI
+    calls is one that models/base.py declares and documents (in CAPABILITIES, the class
+    docstring or its own docstring): read from the sources, so that a new call around the
+    contract fails here by name."""
+    methods = _model_methods()
+    assert {"refine", "tokenize", "mean_field"} <= methods  # what the rule looks for is what models define
+    # the rule catches a call around the contract, and passes documented calls and modules' functions
+    probe = (
+        "from genlearn.data import captions\ndef f(model, x):\n    captions.compose(x)\n    model.sample(2)\n"
+    )
+    assert _calls_around_the_contract(probe, methods) == []
+    assert _calls_around_the_contract(probe + "    return model.refine(x)\n", methods) == ["5: model.refine"]
+    outside = [p for p in sorted(SRC.rglob("*.py")) if "models" not in p.relative_to(SRC).parts]
+    around = {
+        str(p.relative_to(SRC)): calls
+        for p in outside
+        if (calls := _calls_around_the_contract(p.read_text(), methods))
+    }
+    assert not around, f"calls of model methods that models/base.py does not declare: {around}"
+    documented = (GenerativeModel.__doc__ or "") + " ".join(CAPABILITIES.values())
+    undocumented = [
+        k
+        for k, v in vars(GenerativeModel).items()
+        if callable(v) and not k.startswith("_") and not (v.__doc__ or k in documented)
+    ]
+    assert not undocumented, f"models/base.py declares {undocumented} without saying what they do"
 
 
 def test_sample_and_eval_read_runs_without_the_training_code():

@@ -198,7 +198,7 @@ def _bound_only(model: GenerativeModel) -> bool:
 
 
 def _rbm_ais(model: GenerativeModel) -> bool:
-    return model.can("free_energy") and not model.can("log_likelihood_bound")
+    return model.can("free_energy") and not model.can("ais_bound")
 
 
 def _points(model: GenerativeModel) -> bool:
@@ -244,7 +244,7 @@ def _likelihood_specs(nll_ks: list[str], bound_parts: list[str]) -> list[Spec]:
         Spec(ais_rbm, LIKELIHOOD, "log p(x), AIS estimate [±3σ of log Z] ↑", "AIS log p",
              _rbm_ais, "ais", with_interval(), _ais_keys(ais_rbm)),
         Spec(ais_bound, LIKELIHOOD, "log p(x) ≥ AIS-based variational bound [±3σ] ↑", "AIS bound",
-             _can("log_likelihood_bound"), "ais", with_interval(), _ais_keys(ais_bound)),
+             _can("ais_bound"), "ais", with_interval(), _ais_keys(ais_bound)),
         Spec("ais_log_z", LIKELIHOOD, "  log Z by AIS [±3σ]", "log Z", None, "ais", with_interval(),
              _ais_keys("ais_log_z")),
         Spec("log_likelihood", LIKELIHOOD, "log p(x), exact (log Z enumerated) ↑", "log p", None, None),
@@ -419,7 +419,7 @@ def likelihood_kind(model: GenerativeModel) -> str:
         return "bound"
     if model.can("free_energy"):
         return "AIS estimate"
-    if model.can("log_likelihood_bound"):
+    if model.can("ais_bound"):
         return "AIS bound"
     return "no (Parzen)" if model.image_shape is not None else "no"
 

@@ -62,6 +62,7 @@ import torch
 from torch.nn import functional as F
 
 from genlearn.errors import UserError
+from genlearn.models.base import GenerativeModel
 from genlearn.nn.distributions import BASE_RATE_EPS, base_rate_bias  # noqa: F401 (part of this API)
 from genlearn.nn.onednn import linear
 from genlearn.nn.stats import mean_and_stderr
@@ -113,20 +114,22 @@ def _log_ratio(scaled: torch.Tensor, ratio: float) -> torch.Tensor:
     return scaled.clamp(min=0).sum(1).mul_(ratio) - small.log1p_().sum(1)
 
 
-def _parameters(rbm: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(W, b, c) of anything with `W`, `visible_bias`, `hidden_bias`, detached, in float32."""
-    return tuple(t.detach().float() for t in (rbm.W, rbm.visible_bias, rbm.hidden_bias))
+def _parameters(rbm: GenerativeModel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(W, b, c) of the model's `partition_rbm()` (an RBM's own; a DBN's top RBM; a DBM over h1),
+    in float32."""
+    return tuple(t.float() for t in rbm.partition_rbm())
 
 
 @torch.no_grad()
 def ais_log_weights(
-    rbm: Any,
+    rbm: GenerativeModel,
     n_runs: int = 100,
     betas: Any = None,
     base_visible_bias: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """log w of `n_runs` independent AIS runs from the base model to `rbm`, float64 (n_runs,).
+    """log w of `n_runs` independent AIS runs from the base model to `rbm.partition_rbm()` (an
+    RBM, or the RBM whose partition function a DBN's or DBM's is), float64 (n_runs,).
 
     mean(w) estimates Z_B / Z_A. `base_visible_bias` defaults to the RBM's own visible biases
     (no data needed); pass `base_rate_bias(train_x)` for the protocol's base-rate model.
@@ -169,23 +172,27 @@ def log_mean_interval(log_w: torch.Tensor, n_std: float = 3.0) -> tuple[float, f
 
 
 def rbm_log_partition(
-    rbm: Any,
+    rbm: GenerativeModel,
     n_runs: int = 100,
     betas: Any = None,
     base_visible_bias: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[float, float, float]:
     """AIS estimate of log Z of `rbm` and its +-3 standard deviation interval:
-    (log_z, log_z_low, log_z_high); log_z_low may be -inf (see the module docstring)."""
-    b_a = rbm.visible_bias.detach().float() if base_visible_bias is None else base_visible_bias
+    (log_z, log_z_low, log_z_high); log_z_low may be -inf (see the module docstring). `rbm`: an
+    RBM, or a model whose partition function is an RBM's (`partition_rbm()`: a DBN, a DBM)."""
+    W, b, _ = _parameters(rbm)
+    b_a = b if base_visible_bias is None else base_visible_bias
     log_w = ais_log_weights(rbm, n_runs, betas, b_a, generator)
-    log_z_a = base_log_partition(b_a.flatten(), rbm.W.shape[1])
+    log_z_a = base_log_partition(b_a.flatten(), W.shape[1])
     log_mean, low, high = log_mean_interval(log_w)
     return log_mean + log_z_a, low + log_z_a, high + log_z_a
 
 
 @torch.no_grad()
-def mean_negative_free_energy(rbm: Any, x: torch.Tensor, chunk: int = 1000) -> tuple[float, float]:
+def mean_negative_free_energy(
+    rbm: GenerativeModel, x: torch.Tensor, chunk: int = 1000
+) -> tuple[float, float]:
     """Mean of -F(x) over the rows of x, in float64, and its standard error over rows."""
     W, b, c = (t.double() for t in _parameters(rbm))
     x = x.flatten(1)
@@ -197,7 +204,7 @@ def mean_negative_free_energy(rbm: Any, x: torch.Tensor, chunk: int = 1000) -> t
 
 
 def rbm_log_likelihood(
-    rbm: Any,
+    rbm: GenerativeModel,
     x: torch.Tensor,
     n_runs: int = 100,
     betas: Any = None,
@@ -224,7 +231,7 @@ def rbm_log_likelihood(
 
 
 def dbm_log_partition(
-    dbm: Any,
+    dbm: GenerativeModel,
     n_runs: int = 100,
     betas: Any = None,
     base_bias: torch.Tensor | None = None,
@@ -243,11 +250,11 @@ def dbm_log_partition(
     state equally likely), which needs no data. For lower variance on a trained model pass the
     base rate of h1 of training images, `dbm.ais_base_bias(train_x)`."""
     base = dbm.ais_base_bias() if base_bias is None else base_bias
-    return rbm_log_partition(dbm.partition_rbm(), n_runs, betas, base, generator)
+    return rbm_log_partition(dbm, n_runs, betas, base, generator)
 
 
 def log_likelihood_bound(
-    model: Any,
+    model: GenerativeModel,
     x: torch.Tensor,
     n_runs: int = 100,
     betas: Any = None,
@@ -267,7 +274,7 @@ def log_likelihood_bound(
     `bound_stderr` is the sampling error of the mean over images."""
     if log_z is None:
         base = model.ais_base_bias() if base_bias is None else base_bias
-        log_z, low, high = rbm_log_partition(model.partition_rbm(), n_runs, betas, base, generator)
+        log_z, low, high = rbm_log_partition(model, n_runs, betas, base, generator)
     else:
         log_z = low = high = float(log_z)
     mean, stderr = mean_and_stderr(model.bound_terms(x, generator, **terms))

@@ -303,7 +303,7 @@ def ais(model, split, data, opts: Options) -> dict[str, Any]:
     from genlearn.nn.distributions import base_rate_bias
 
     x, generator = split["x"].flatten(1), _generator(split, opts.seed)
-    if model.can("log_likelihood_bound"):  # DBN, DBM: a variational bound with log Z from AIS
+    if model.can("ais_bound"):  # DBN, DBM: a variational bound with log Z from AIS
         base = model.ais_base_bias(data.train_x)
         out = ais_.log_likelihood_bound(model, x, n_runs=opts.ais_runs, base_bias=base, generator=generator)
     else:  # an RBM: its log-likelihood with log Z from AIS
@@ -381,7 +381,7 @@ NEEDS: dict[str, Why] = {
     "conformity": _condition("captions"),
     "nearest": _images,
     "ais": _ability(
-        "free_energy", "log_likelihood_bound", lacking="it is no Boltzmann machine: no free energy to anneal"
+        "free_energy", "ais_bound", lacking="it is no Boltzmann machine: no free energy to anneal"
     ),
 }
 

@@ -14,7 +14,7 @@ distribution, so that `sample(n)` works for every model and metrics treat every 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -28,8 +28,9 @@ CAPABILITIES: dict[str, str] = {
     "reconstruct": "reconstruct(x): the model's reconstruction of held-out images",
     "log_likelihood": "a Gaussian encoder and log p(x|z): encode(x) -> (mean, logvar), log_likelihood(x, z)",
     "nll_bound": "nll_bound(x, **condition): a variational bound on -log p(x) per image (DRAW's L^x + L^z)",
-    "free_energy": "free_energy(x) and AIS on the model itself (an RBM)",
-    "log_likelihood_bound": "log_likelihood_bound(x, train_x, n_runs, generator): an AIS-based bound",
+    "free_energy": "free_energy(v) and partition_rbm(): an RBM, whose log Z AIS estimates",
+    "ais_bound": "a variational bound on log p(x) whose normaliser is an RBM's (a DBN, a DBM): "
+    "bound_terms(x, generator), partition_rbm() and ais_base_bias(train_x), for AIS",
     "latent_2d": "a 2-D latent space: decode_mean(z) gives the mean image of each z (the manifold)",
     "sample_canvases": "sample_canvases(n, generator): the canvas over time, DRAW-like",
     "sample_alignments": "sample_alignments(n, generator): the canvas over time with the caption's word alignments",
@@ -42,6 +43,15 @@ CAPABILITIES: dict[str, str] = {
 DATA_KINDS = ("binary", "continuous", "points")
 # Condition names a model may take, and the batch key that carries each one.
 CONDITION_KEYS = {"labels": "y", "captions": "caption"}
+
+
+class RBMParameters(NamedTuple):
+    """A binary RBM's parameters, E(v, h) = -v^T W h - b^T v - c^T h: W (V, H), the visible
+    biases b (V,) and the hidden biases c (H,), detached from the model's graph."""
+
+    W: torch.Tensor
+    visible_bias: torch.Tensor
+    hidden_bias: torch.Tensor
 
 
 def checked_temperature(temperature: float) -> float:
@@ -180,9 +190,28 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """F(v) per row of v (images flattened), with p(v) = exp(-F(v)) / Z ("free_energy")."""
         raise NotImplementedError
 
-    def log_likelihood_bound(self, x: torch.Tensor, **kwargs: Any) -> dict[str, float]:
+    def partition_rbm(self) -> RBMParameters:
+        """The binary RBM whose partition function Z is the model's, which AIS
+        (`genlearn.eval.ais`) anneals to: an RBM's own parameters ("free_energy"), a DBN's top RBM,
+        a DBM as the RBM between h1 and (v, h2) ("ais_bound")."""
+        raise NotImplementedError
+
+    def bound_terms(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, **options: Any
+    ) -> torch.Tensor:
+        """Per image of x, float64: a variational lower bound on log p(x) plus log Z of
+        `partition_rbm()`, so that mean(bound_terms(x)) - log Z is the bound ("ais_bound"): a
+        DBN's over sampled recognition chains (`n_samples`, drawn from `generator`), a DBM's
+        under mean field (`steps` rounds)."""
+        raise NotImplementedError
+
+    def ais_base_bias(self, train_x: torch.Tensor | None = None) -> torch.Tensor:
+        """The visible biases of AIS's base model for `partition_rbm()` ("ais_bound"): the
+        log-odds of the mean activity of the RBM's visible layer on (up to 10,000 of) the
+        training images `train_x`, or, without them, a base model that needs no data."""
         raise NotImplementedError
 
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:

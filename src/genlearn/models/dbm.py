@@ -83,7 +83,7 @@ from torch.nn import functional as F
 from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models import rbm
-from genlearn.models.base import GenerativeModel
+from genlearn.models.base import GenerativeModel, RBMParameters
 from genlearn.models.rbm import RBM, bernoulli, binary_states, linear, visible_shape
 from genlearn.models.stack import (
     BASE_RATE_IMAGES,
@@ -146,7 +146,7 @@ class DBM(GenerativeModel):
     """Two-hidden-layer DBM; `joint` holds it as an RBM between (v, h2) and h1."""
 
     Config = Config
-    capabilities = frozenset({"features", "reconstruct", "log_likelihood_bound"})
+    capabilities = frozenset({"features", "reconstruct", "ais_bound"})
     # the persistent chains of the two pretraining RBMs (PCD) and of joint training
     local_buffers = ("bottom.chains", "top.chains", "joint.chains")
 
@@ -396,7 +396,7 @@ class DBM(GenerativeModel):
         mu1 = self.mean_field(x.flatten(1).to(self.dtype))[0]
         return torch.sigmoid(linear(mu1, self.W1, self.visible_bias)).reshape(-1, *self.image_shape)
 
-    def partition_rbm(self) -> SimpleNamespace:
+    def partition_rbm(self) -> RBMParameters:
         """The DBM as the RBM it is between h1 ("visible") and (v, h2) ("hidden"): W = [W1^T, W2]
         (H1 x (V + H2)), visible biases c1, hidden biases [b, c2], detached, float32.
 
@@ -408,7 +408,7 @@ class DBM(GenerativeModel):
             t.detach().float()
             for t in (self.W1, self.W2, self.visible_bias, self.hidden_bias1, self.hidden_bias2)
         )
-        return SimpleNamespace(W=torch.cat([W1.t(), W2], 1), visible_bias=c1, hidden_bias=torch.cat([b, c2]))
+        return RBMParameters(W=torch.cat([W1.t(), W2], 1), visible_bias=c1, hidden_bias=torch.cat([b, c2]))
 
     def ais_base_bias(self, train_x: torch.Tensor | None = None) -> torch.Tensor:
         """Base-rate biases over h1 for AIS: log-odds of the mean of mu1 (mean field) over (up to

@@ -61,7 +61,7 @@ from torch.nn import functional as F
 from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models import rbm
-from genlearn.models.base import GenerativeModel
+from genlearn.models.base import GenerativeModel, RBMParameters
 from genlearn.models.rbm import RBM, bernoulli, binary_states, visible_shape
 from genlearn.models.stack import (
     BASE_RATE_IMAGES,
@@ -133,7 +133,7 @@ class DBN(GenerativeModel):
     """Stacked RBMs (`layers[l]` between h_l and h_{l+1}, h_0 = x), trained greedily."""
 
     Config = Config
-    capabilities = frozenset({"features", "reconstruct", "log_likelihood_bound"})
+    capabilities = frozenset({"features", "reconstruct", "ais_bound"})
 
     def __init__(self, config: Config):
         super().__init__()
@@ -315,9 +315,9 @@ class DBN(GenerativeModel):
         logits = upper @ W.t() + b
         return lower @ F.logsigmoid(logits).t() + (1 - lower) @ F.logsigmoid(-logits).t()
 
-    def partition_rbm(self) -> RBM:
+    def partition_rbm(self) -> RBMParameters:
         """The RBM whose partition function is the DBN's: the top one (AIS estimates its log Z)."""
-        return self.layers[-1]
+        return self.layers[-1].partition_rbm()
 
     def ais_base_bias(self, train_x: torch.Tensor | None = None) -> torch.Tensor:
         """Base-rate visible biases for AIS on the top RBM: log-odds of the mean activity of the

@@ -59,7 +59,7 @@ from torch.nn import functional as F
 
 from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
-from genlearn.models.base import GenerativeModel
+from genlearn.models.base import GenerativeModel, RBMParameters
 from genlearn.nn.distributions import base_rate_bias
 from genlearn.nn.onednn import linear as _linear
 
@@ -201,6 +201,10 @@ class RBM(GenerativeModel):
         W, b, c = (t.to(dtype) for t in (self.W, self.visible_bias, self.hidden_bias))
         v = v.to(dtype)
         return -(v @ b) - F.softplus(v @ W + c).sum(1)
+
+    def partition_rbm(self) -> RBMParameters:
+        """(W, b, c), detached: the RBM is its own, for AIS (`genlearn.eval.ais`)."""
+        return RBMParameters(self.W.detach(), self.visible_bias.detach(), self.hidden_bias.detach())
 
     def _free_energy_from(self, v: torch.Tensor, hidden_input: torch.Tensor) -> torch.Tensor:
         """F(v) reusing c + v^T W already computed for the sweep."""
