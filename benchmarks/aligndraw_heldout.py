@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import header  # noqa: E402
 from genlearn.data import captions as cap  # noqa: E402
 from genlearn.eval.conformity import load_checker, read_positions  # noqa: E402
-from genlearn.runs import load_model  # noqa: E402
+from genlearn.registry import load_model  # noqa: E402
 
 
 def main() -> None:

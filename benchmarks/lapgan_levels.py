@@ -30,7 +30,7 @@ from genlearn.eval import sample_metrics as sm  # noqa: E402
 from genlearn.eval.classifier import load_classifier  # noqa: E402
 from genlearn.models.lapgan import LAPGAN  # noqa: E402
 from genlearn.nn.pyramid import downsample, upsample  # noqa: E402
-from genlearn.runs import load_model  # noqa: E402
+from genlearn.registry import load_model  # noqa: E402
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import header  # noqa: E402
 from genlearn.data import mnist  # noqa: E402
 from genlearn.eval import parzen as pz  # noqa: E402
-from genlearn.runs import load_model  # noqa: E402
+from genlearn.registry import load_model  # noqa: E402
 
 
 def gaussian_blur(images: torch.Tensor, std: float) -> torch.Tensor:

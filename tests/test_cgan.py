@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import assert_user_error, needs_mnist, one_thread, resume_then_compare, run_cli, run_main
-from genlearn import registry, runs
+from genlearn import registry
 from genlearn.cli import parse_labels
 from genlearn.errors import UserError
 from genlearn.eval import classifier as clf
@@ -184,7 +184,7 @@ def test_cli_samples_a_row_per_label(cgan_run, tmp_path):
     images = np.load(out)["images"]
     assert images.shape == (30, 1, 28, 28)
     # G(z, y) for the seed's noise and three of each digit, in order
-    model = runs.load_model(cgan_run).eval()
+    model = registry.load_model(cgan_run).eval()
     labels = torch.arange(10).repeat_interleave(3)
     with torch.no_grad():
         again = model.generate(model.noise(30, torch.Generator().manual_seed(0)), labels, average=True)
@@ -215,7 +215,7 @@ def test_run_picture_is_a_grid_with_a_row_per_class(cgan_run, tmp_path, monkeypa
 
     grid = Image.open(cgan_run / "samples.png")
     assert grid.size[0] == grid.size[1]  # 10 x 10
-    model, asked = runs.load_model(cgan_run), []
+    model, asked = registry.load_model(cgan_run), []
     sample = model.sample
     monkeypatch.setattr(model, "sample", lambda n, **kw: asked.append(kw["labels"]) or sample(n, **kw))
     write_run_figures(model, None, tmp_path)

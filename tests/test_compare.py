@@ -137,7 +137,7 @@ def test_cost_rows_hold_positive_measured_numbers(table, trio):
         assert all(isinstance(v, (int, float)) and v > 0 for v in values), (key, values)
     with one_thread():
         params = [
-            sum(p.numel() for p in runs.load_model(trio[n]).parameters()) for n in ("vae", "gan", "rbm")
+            sum(p.numel() for p in registry.load_model(trio[n]).parameters()) for n in ("vae", "gan", "rbm")
         ]
     assert [c["value"] for c in rows["parameters"]["cells"]] == params
     assert [c["text"] for c in rows["device"]["cells"]] == ["cpu"] * 3

@@ -115,7 +115,7 @@ def test_model_keeps_the_contract(case, name, tmp_path):
         assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
 
     # reloaded from its run directory, the model samples the same
-    reloaded = runs.load_model(run_dir)
+    reloaded = registry.load_model(run_dir)
     assert torch.equal(reloaded.sample(6, generator=torch.Generator().manual_seed(0)), x)
 
     _check_capabilities(model)
@@ -272,6 +272,12 @@ def test_a_model_file_imports_no_other_model_file(path):
     assert not wrong, f"{path.name} imports models {sorted(wrong)}"
 
 
+def test_the_run_format_sits_below_the_registry():
+    """runs.py owns the run directory; what needs the models by name (loading a run's model, its
+    config's class) is in registry.py, above it."""
+    assert not {m for m in _genlearn_imports(SRC / "runs.py") if m.startswith("genlearn.registry")}
+
+
 def _model_methods() -> set[str]:
     """The methods and properties that registered model classes define beyond GenerativeModel
     (and torch.nn.Module): calling one of them from outside models/ goes around the contract."""
@@ -399,10 +405,10 @@ def test_runs_of_older_versions_load_and_sample_as_they_did(run, upgraded):
     that wrote the run drew from the same seed."""
     import safetensors.torch
 
-    _, config = runs.run_config(OLD_RUNS / run)
+    _, config = registry.run_config(OLD_RUNS / run)
     for key, value in upgraded.items():
         assert getattr(config, key) == pytest.approx(value), key
-    model = runs.load_model(OLD_RUNS / run)
+    model = registry.load_model(OLD_RUNS / run)
     expected = safetensors.torch.load_file(str(OLD_RUNS / run / "expected_samples.safetensors"))["samples"]
     with one_thread():
         samples = model.sample(4, generator=torch.Generator().manual_seed(0))

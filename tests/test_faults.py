@@ -346,7 +346,7 @@ def test_the_2d_gan_samples_as_points(tmp_path):
     assert run_main("sample", run_dir, "--n", "50", "--out", tmp_path / "p.npz").returncode == 0
     points = np.load(tmp_path / "p.npz")["points"]
     assert points.shape == (50, 2) and (points < 0).any()  # not clamped to [0, 1]
-    model = runs.load_model(run_dir)
+    model = registry.load_model(run_dir)
     torch.testing.assert_close(
         torch.from_numpy(points), model.sample(50, generator=torch.Generator().manual_seed(0))
     )

@@ -449,7 +449,7 @@ def test_cli_writes_the_coarse_to_fine_gif(lapgan_runs, tmp_path):
     # shows the samples `genlearn sample --out .npz` gives for the same seed
     proc = run_main("sample", lapgan_runs["lapgan"], "--n", "9", "--out", tmp_path / "s.npz")
     assert proc.returncode == 0, proc.stderr
-    model = runs.load_model(lapgan_runs["lapgan"])
+    model = registry.load_model(lapgan_runs["lapgan"])
     images, residuals = model.sample_pyramid(9, generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(np.load(tmp_path / "s.npz")["images"], images[-1].numpy(), rtol=0, atol=1e-6)
     for i, frame in enumerate(viz.pyramid_frames(images, residuals)):
@@ -534,7 +534,7 @@ def test_a_run_saved_before_coarse_arch_keeps_its_mlp_pair(tmp_path):
         if not line.startswith(("coarse_arch", "coarse_channels", "d_padding"))
     )
     (tmp_path / runs.CONFIG_FILE).write_text(old + "\n")
-    config = runs.run_config(tmp_path)[1]
+    config = registry.run_config(tmp_path)[1]
     assert (config.coarse_arch, config.d_padding, config.level_steps) == ("mlp", "none", "1,1,1")
     assert lapgan.LAPGAN(config).level_steps == [1, 1, 1]  # a resumed old run keeps its schedule
 

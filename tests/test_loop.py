@@ -424,7 +424,7 @@ def test_reading_a_run_while_it_checkpoints_does_not_break_the_writer(tmp_path, 
     def write_then_someone_reads(path, data):
         real(path, data)
         if Path(path).name == "model.safetensors.tmp":
-            runs.load_model(tmp_path)  # e.g. `genlearn sample RUN` started at this moment
+            registry.load_model(tmp_path)  # e.g. `genlearn sample RUN` started at this moment
 
     monkeypatch.setattr(checkpoint, "write_synced", write_then_someone_reads)
     checkpoint.save(tmp_path, model, fake_state(2))
@@ -475,7 +475,7 @@ def test_config_toml_holds_every_field(finished_run):
     saved.pop("genlearn_version")
     config = make_config(epochs=2, latent_dim=2, log_every=2, eval_every=1, seed=3)
     assert saved == dataclasses.asdict(config)
-    name, again = runs.run_config(finished_run)
+    name, again = registry.run_config(finished_run)
     assert name == "vae" and again == config
 
 

@@ -332,7 +332,7 @@ def test_cli_ais_of_a_trained_rbm_matches_its_exact_log_likelihood(tmp_path):
 
     from conftest import run_cli
     from genlearn.data import mnist
-    from genlearn.runs import load_model
+    from genlearn.registry import load_model
 
     run = tmp_path / "rbm"
     sets = ["n_hidden=10", "train_limit=500", "epochs=2", "eval_every=0", "method=pcd", "lr=0.05"]

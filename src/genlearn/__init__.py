@@ -12,6 +12,6 @@ __version__ = "0.1.0"
 
 def load(run_dir):
     """The trained model of a run directory, in eval mode (weights from model.safetensors)."""
-    from genlearn.runs import load_model
+    from genlearn.registry import load_model
 
     return load_model(run_dir)

@@ -116,7 +116,7 @@ def cmd_train(args) -> int:
     out = Path(args.out or f"runs/{args.model}")
     values: dict[str, Any] = {}
     if args.resume:
-        name, saved = runs.run_config(out)
+        name, saved = registry.run_config(out)
         if name != args.model:
             raise UserError(f"{out} is a {name!r} run, not {args.model!r}")
         values.update({k: getattr(saved, k) for k in cfg.fields_of(type(saved))})
@@ -244,7 +244,7 @@ def cmd_sample(args) -> int:
     import numpy as np
     import torch
 
-    from genlearn import runs
+    from genlearn import registry
     from genlearn.viz.grids import save_grid
 
     out = Path(args.out)
@@ -252,7 +252,7 @@ def cmd_sample(args) -> int:
         raise UserError(f"--out must end in .png, .npz or .gif, not {out.suffix or 'nothing'!r}")
     if not out.parent.is_dir():
         raise UserError(f"directory {str(out.parent)!r} does not exist")
-    model = runs.load_model(args.run)
+    model = registry.load_model(args.run)
     n, condition, per_label = _sample_conditions(model, args)
     options = model.sampling_options(args.temperature)  # {} at temperature 1
     generator = torch.Generator().manual_seed(args.seed)
@@ -316,7 +316,7 @@ def cmd_sample(args) -> int:
 def cmd_eval(args) -> int:
     from genlearn import config as cfg
     from genlearn import data as datasets
-    from genlearn import runs
+    from genlearn import registry
     from genlearn.eval import metrics
 
     opts = metrics.Options(
@@ -329,8 +329,8 @@ def cmd_eval(args) -> int:
     )
     names = metric_names(args.metric)
     device = cfg.resolve_device(args.device)
-    model = runs.load_model(args.run, device)
-    _, config = runs.run_config(args.run)
+    model = registry.load_model(args.run, device)
+    _, config = registry.run_config(args.run)
     data = datasets.load(config, train=False)
     split = {k: v.to(device) for k, v in data.split(args.split, binary=model.data_kind == "binary").items()}
     for name, result, seconds in metrics.compute_many(names, model, split, data, opts):
@@ -394,11 +394,11 @@ def cmd_info(args) -> int:
     import torch
 
     import genlearn
-    from genlearn import runs
+    from genlearn import registry, runs
     from genlearn.data import mnist
 
     if args.run:
-        name, config = runs.run_config(args.run)
+        name, config = registry.run_config(args.run)
         print(f"run {args.run}: model {name}")
         print((Path(args.run) / "config.toml").read_text().rstrip())
         res = runs.results(args.run)

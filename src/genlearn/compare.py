@@ -350,7 +350,7 @@ def read_runs(paths: list[str]) -> list[Run]:
     is given twice (the same directory under two spellings too)."""
     found = []
     for path in map(Path, paths):
-        name, config = runs.run_config(path)
+        name, config = registry.run_config(path)
         results = runs.results(path)
         if not results:
             raise UserError(
@@ -577,7 +577,7 @@ def build(paths: list[str], seed: int = SEED) -> Table:
     """Read the runs, load their models, measure their sampling and lay out every figure."""
     runs_ = read_runs(paths)
     for run in runs_:
-        run.model = runs.load_model(run.path)
+        run.model = registry.load_model(run.path)
     specs = metric_specs([r.metrics for r in runs_])
     rows = [row for spec in specs if (row := metric_row(spec, runs_))]
     extra, other_keys = other_rows(runs_, specs)

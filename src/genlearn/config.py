@@ -63,6 +63,15 @@ class Common:
     dataset: str = choice("mnist", ("mnist",), "training data")
     tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard events to tensorboard/"})
 
+    @classmethod
+    def upgrade(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The values of a run's config file, as read, in this version's keys and meanings. A
+        family whose keys changed since runs were written overrides this (a renamed field, a new
+        field whose default is not what older runs trained with), so that every run directory
+        keeps loading; it is called wherever a config is built from a saved file. The default
+        changes nothing."""
+        return values
+
 
 def fields_of(config_cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(config_cls)}

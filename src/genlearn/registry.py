@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from genlearn import config as cfg
+from genlearn import runs
 from genlearn.errors import UserError
 
 
@@ -68,6 +70,23 @@ def instantiate(name: str, config: Any) -> Any:
 def create(name: str, **fields: Any) -> Any:
     """Build a model by name: `create("vae", latent_dim=2)`; seeded by its `seed` field."""
     return instantiate(name, make_config(name, fields))
+
+
+def run_config(run_dir: str | Path) -> tuple[str, Any]:
+    """(model name, validated config) of a run directory: its config.toml (`runs.read_config`),
+    upgraded from an older version's keys by the model's Config (`Common.upgrade`)."""
+    name, values = runs.read_config(run_dir)
+    return name, make_config(name, entry(name).config_class.upgrade(values))
+
+
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Any:
+    """The run's model with its saved weights, in eval mode, on `device`."""
+    name, config = run_config(run_dir)
+    # No checkpoint recovery here: model.safetensors is always complete, and a training process
+    # may be writing its temporaries right now.
+    model = instantiate(name, config)
+    runs.load_weights(run_dir, model)
+    return model.to(device).eval()
 
 
 register(

@@ -9,6 +9,7 @@ here; sampling and evaluating a run read it without importing `genlearn.train`.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import math
@@ -24,7 +25,6 @@ import torch
 from safetensors import SafetensorError
 
 from genlearn import config as cfg
-from genlearn import registry
 from genlearn.errors import UserError
 
 CONFIG_FILE = "config.toml"
@@ -121,8 +121,10 @@ def load_weights(run_dir: str | Path, model: torch.nn.Module) -> int:
     return -1 if step is None else step
 
 
-def run_config(run_dir: str | Path) -> tuple[str, Any]:
-    """(model name, validated config) from a run's config.toml."""
+def read_config(run_dir: str | Path) -> tuple[str, dict[str, Any]]:
+    """(model name, the settings as written) from a run's config.toml. The model's Config turns
+    them into a config (`genlearn.registry.run_config`: upgraded from an older version's keys,
+    then validated)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {str(run_dir)!r} does not exist")
@@ -134,36 +136,7 @@ def run_config(run_dir: str | Path) -> tuple[str, Any]:
     values.pop("genlearn_version", None)
     if not name or not isinstance(name, str):
         raise UserError(f'{path} does not name its model (a string such as model = "vae")')
-    return name, registry.make_config(name, _upgrade(name, values))
-
-
-def _upgrade(name: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Config files of older versions: a GAN's `min_lr` (an absolute floor of the SGD decay) is now
-    the loop's exponential schedule with the floor `lr_final` as a fraction of lr; a LAPGAN saved
-    before `coarse_arch` existed has the MLP coarsest pair (the default is now conv), and one saved
-    before `d_padding` existed has the released code's unpadded discriminators and, where its
-    `level_steps` was empty, one update of each level a batch (empty now gives coarser levels 2)."""
-    if "min_lr" in values:
-        min_lr = values.pop("min_lr")
-        lr = values.get("lr", registry.make_config(name).lr)
-        values.setdefault("lr_final", min_lr / lr if lr else 0.0)
-    if "coarse_g_hidden" in values and "coarse_arch" not in values:
-        values["coarse_arch"] = "mlp"
-    if "coarse_g_hidden" in values and "d_padding" not in values:
-        values["d_padding"] = "none"
-        if not str(values.get("level_steps", "")).strip():  # then "" meant 1 update of each level
-            values["level_steps"] = ",".join(["1"] * int(values.get("levels", 3)))
-    return values
-
-
-def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Any:
-    """The run's model with its saved weights, in eval mode, on `device`."""
-    name, config = run_config(run_dir)
-    # No checkpoint recovery here: model.safetensors is always complete, and a training process
-    # may be writing its temporaries right now.
-    model = registry.instantiate(name, config)
-    load_weights(run_dir, model)
-    return model.to(device).eval()
+    return name, values
 
 
 def results(run_dir: str | Path) -> dict[str, Any]:
@@ -236,8 +209,11 @@ def make_directory(path: Path) -> None:
 
 
 def check_resumable(run_dir: str | Path, config: Any) -> None:
-    """Refuse to resume with a setting that defines the run changed (only RESUMABLE_FIELDS may)."""
-    _, saved = run_config(run_dir)
+    """Refuse to resume with a setting that defines the run changed (only RESUMABLE_FIELDS may).
+    The run's settings are its config file's, upgraded by `config`'s class; a setting the file
+    does not name (one added since the run was written) is taken as unchanged."""
+    _, values = read_config(run_dir)
+    saved = cfg.build(type(config), {**dataclasses.asdict(config), **type(config).upgrade(values)})
     changed = [
         f"{k} (the run has {getattr(saved, k)!r}, not {getattr(config, k)!r})"
         for k in cfg.fields_of(type(saved))

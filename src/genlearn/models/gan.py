@@ -63,6 +63,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -135,6 +136,17 @@ class Config(Common):
     def check(self) -> None:
         if self.conditional and self.dataset != "mnist":
             raise UserError(f"conditional=true needs MNIST's labels; dataset {self.dataset!r} has none")
+
+    @classmethod
+    def upgrade(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """A config written before the loop's exponential schedule: `min_lr`, the absolute floor
+        of SGD's decayed lr, is now `lr_final`, the floor as a fraction of lr."""
+        values = dict(values)
+        if "min_lr" in values:
+            min_lr = values.pop("min_lr")
+            lr = values.get("lr", cls.lr)
+            values.setdefault("lr_final", min_lr / lr if lr else 0.0)
+        return values
 
 
 class Maxout(nn.Module):

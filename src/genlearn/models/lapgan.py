@@ -203,6 +203,21 @@ class Config(Common):
             )
         parse_level_steps(self.level_steps, self.levels)
 
+    @classmethod
+    def upgrade(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """A config written before `coarse_arch` existed has the MLP coarsest pair (the default is
+        now conv); one written before `d_padding` existed has the released code's unpadded
+        discriminators and, where its `level_steps` was empty, one update of each level a batch
+        (empty now gives the coarser levels 2)."""
+        values = dict(values)
+        if "coarse_g_hidden" in values and "coarse_arch" not in values:
+            values["coarse_arch"] = "mlp"
+        if "coarse_g_hidden" in values and "d_padding" not in values:
+            values["d_padding"] = "none"
+            if not str(values.get("level_steps", "")).strip():
+                values["level_steps"] = ",".join(["1"] * int(values.get("levels", cls.levels)))
+        return values
+
 
 def level_sizes(c: Config) -> list[tuple[int, int]]:
     """(H, W) of every level, finest (k = 0) first: 28, 14, 7 for MNIST and 3 levels."""
