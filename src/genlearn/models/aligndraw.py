@@ -240,9 +240,8 @@ class AlignDRAW(GenerativeModel):
         if torch.is_grad_enabled() or len(u_lang) <= rows:
             return torch.tanh(u_lang + w_dec.unsqueeze(1)) @ self.align_v
         # Evaluation batches (1,000 captions): the (n, L, 512) sum is 24 MB, past the CPU's
-        # cache, and it and its tanh took 1.0 s of a 2.4 s forward pass, reallocated and re-read
-        # every step. Blocks of `rows` captions through one reused buffer stay in cache and give
-        # the same values (end-of-run bounds on 20,000 composites: about 58 s -> 46 s; RESULTS).
+        # cache, and would be reallocated and re-read every step. Blocks of `rows` captions
+        # through one reused buffer stay in cache and give the same values.
         n = len(u_lang)
         e = u_lang.new_empty(u_lang.shape[:2])
         buffer = u_lang.new_empty(rows, *u_lang.shape[1:])
@@ -403,7 +402,7 @@ class AlignDRAW(GenerativeModel):
         """sigmoid(c_T) drawn for `captions` (n strings, or one for all; by default drawn from
         the data's validation captions, which hold no held-out combination): (n, 1, H, W) in
         [0, 1]. A `temperature` tau < 1 draws z_t nearer the prior's mean, mu_t + tau sigma_t
-        eps_t (0: the mean path; see RESULTS for what it does to conformity)."""
+        eps_t (0: the mean path)."""
         captions = self._conditions(n, generator, condition)
         tokens, mask = self._caption_batch(n, captions)
         with flush_denormals():

@@ -69,7 +69,8 @@ Variational bound (evaluation): for the mean-field q,
     log p(v) >= E_q[-E(v, h1, h2)] + H(q) - log Z
              = b^T v + mu1^T (c1 + W1^T v) + mu2^T (c2 + W2^T mu1) + H(mu1) + H(mu2) - log Z
 
-with H the Bernoulli entropies, and log Z from AIS (`dbm_log_likelihood_bound`) or enumeration.
+with H the Bernoulli entropies, and log Z from AIS (`genlearn.eval.ais.log_likelihood_bound`) or
+enumeration.
 """
 
 from __future__ import annotations

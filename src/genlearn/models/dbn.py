@@ -46,7 +46,7 @@ the entropy is taken per sample as -log q(h|x), which makes the estimate exact, 
 variance, when q is the true posterior (e.g. a top RBM that is the transpose of the bottom one,
 where the DBN is the bottom RBM). log Z_L comes from AIS on the top RBM
 (`genlearn.eval.ais.rbm_log_partition`, base-rate model from the propagated training data) or,
-for small top RBMs, from enumeration. `dbn_log_likelihood_bound` puts them together.
+for small top RBMs, from enumeration; `genlearn.eval.ais.log_likelihood_bound` puts them together.
 """
 
 from __future__ import annotations
@@ -337,7 +337,7 @@ class DBN(GenerativeModel):
         """Cheap held-out monitors: which layer is training, its reconstruction cross-entropy on the
         data passed up to it (nats per image), and, when the top RBM has a layer of at most
         EVAL_EXACT_UNITS units, the variational bound with exact log Z (one sample per image).
-        The bound with AIS: `dbn_log_likelihood_bound`."""
+        The bound with AIS: `genlearn eval RUN --metric ais`."""
         x = data["x"].flatten(1).to(self.dtype)
         index = int(self.training_layer)
         h = self.up(x, index, sample=self.config.propagate == "sample")

@@ -155,13 +155,10 @@ class DRAW(GenerativeModel):
 
         The paper leaves the initial sigma to the network's random initialisation (about 1
         pixel). A 2 x 2 read would then see only the four corner pixels, blank on MNIST: the
-        encoder starts blind, the latents collapse to the prior and the loss sits at the mean
-        image's ~208 nats for hundreds of steps. The write's intensity is set so that its blurred
-        patch still moves the canvas at unit gain (1/gamma^ = 2 pi sigma^2), and the patch's bias
-        starts at 0 so that the T writes do not drift the canvas. Training the paper's model
-        (batch 100, same data), the mean loss over steps 451-500 was 184 nats from this start,
-        193 with random patch biases, 196 also with gamma^ = 1; from the corners-only start it was
-        still ~208 (the mean image) after 400 steps.
+        encoder starts blind and the latents collapse to the prior. The write's intensity is set
+        so that its blurred patch still moves the canvas at unit gain (1/gamma^ = 2 pi sigma^2),
+        and the patch's bias starts at 0 so that the T writes do not drift the canvas. (The
+        comparison of these starts: docs/notes/2026-12-06-draw-attention-start.md.)
         """
         c = self.config
         end = self.sizes[0] + self.sizes[1]

@@ -14,23 +14,16 @@ other way, on the real pyramid of each minibatch: with l_k = u(I_{k+1}) of a rea
     G_k(z_k, l_k) -> h~_k,       D_k(h, l_k): real h_k against generated h~_k,   k < K
     G_K(z_K) -> I~_K,            D_K(I): real I_K against G_K's,                  the coarsest
 
-each level a (conditional) GAN trained by Algorithm 1: `gan.adversarial_step`, the same function
-the GAN itself calls, with the level's pair, its optimisers and (l_k, label) as the condition.
+each level a (conditional) GAN trained by Algorithm 1 (`genlearn.nn.adversarial`, the steps the
+GAN is trained with), with the level's pair, its optimisers and (l_k, label) as the condition.
 The levels do not depend on one another in training (each sees the real pyramid, never another
 level's samples), so they train together: every `train_step` makes one Algorithm-1 update of
 every level on the same minibatch's pyramid, coarse to fine. `level_steps` ("n_0,...,n_K",
 finest first) sets each level's budget: n_k updates per batch (0 freezes a level). The default
 gives the finest level 1 and every coarser level 2: a coarser level costs a quarter of the next
-finer one or less (on MNIST at 16 channels, one thread: 0.29 s a batch of 100 for level 0, 0.06
-s for level 1, 0.04 s for the coarsest), yet it draws the digit's shape, which no finer level
-can mend. Measured (fifth session, 30 minutes each on one thread of an AMD EPYC, two runs side
-by side, `g_channels = d_channels = 16`; levels 1,1,1): with a real 14 x 14 image under it,
-level 0 alone reaches FID 13.7, with a real 7 x 7 image under levels 1 and 0 it is 165.3
-(5,000 images, `benchmarks/lapgan_levels.py`), and the whole pyramid 225.7 (10,000 samples,
-`genlearn eval --metric fid`); with 1,2,2 the whole pyramid reached 141.6 in the same time,
-with 1,4,4 130.2 and with 1,8,8 139.9 (sixth session: the finest level then starves, 13.5 given
-a real 14 x 14 image against 8.2), so the three-level presets (`configs/lapgan.toml`,
-`configs/lapgan-conditional.toml`) use 1,4,4 and the two-level ones 1,4.
+finer one or less, yet it draws the digit's shape, which no finer level can mend. (How this
+default, the presets' 1,4,4 and the other defaults below were chosen, with the measurements:
+docs/notes/2026-12-06-lapgan-design.md.)
 
 Data. MNIST intensities in [0, 1] ("continuous", as dcgan and cgan), or the 60 x 60 two-digit
 canvases (`dataset = mnist-2digit`). The sizes come from the data: 28 -> 14 -> 7 and
@@ -51,9 +44,9 @@ Networks, after the paper's released CIFAR-10 code (facebook/eyescream,
   never sees the last row and column of its input: the unpadded 5 x 5 convolution leaves
   H - 4 rows, an even count, and the stride-2 5 x 5 one reads rows 0..H - 6 of them, so row
   H - 5, the only one that holds input row H - 1, is dropped (28 x 28: 55 of 784 pixels
-  unseen; 32 x 32 CIFAR-10 alike). G_k, unchecked there, paints a bright line along the bottom
-  and right edges that every finer level inherits (our first runs' pyramids). The default,
-  `same`, pads both convolutions by 2, so that D_k reads every pixel.
+  unseen; 32 x 32 CIFAR-10 alike), where G_k, unchecked, may paint anything, and every finer
+  level inherits it. The default, `same`, pads both convolutions by 2, so that D_k reads every
+  pixel.
 - The coarsest pair (7 x 7 on MNIST, 15 x 15 on the canvases), `coarse_arch`:
   `mlp`, the released code's coarsest level (its 8 x 8 CIFAR-10 model is `train_cifar.lua`'s
   fully connected pair): G_K: z (`z_dim` 100, U(-1, 1)) -> 1200 ReLU -> 1200 ReLU -> pixels,
@@ -61,18 +54,13 @@ Networks, after the paper's released CIFAR-10 code (facebook/eyescream,
   D_K: pixels -> 600 ReLU -> dropout -> 600 ReLU -> dropout -> logit.
   `conv` (the default), dcgan's pair at the coarsest size: G_K: z -> linear to 64 x s x s ->
   batch norm, ReLU -> conv 3x3 32 -> batch norm, ReLU -> conv 3x3 -> sigmoid; D_K: conv 3x3 32
-  -> leaky ReLU -> conv 4x4 stride 2, 64 -> batch norm, leaky ReLU -> logit. Why the default:
-  trained alone (level_steps 0,0,1) for 2,000 steps of batch 100 on MNIST's 7 x 7 images, the
-  MLP pair collapsed onto one digit (every coarse sample, brought back to 28 x 28 by u(u(.)),
-  read as a 3 by the in-project classifier: class-histogram KL 2.30 = log 10; Frechet distance
-  to the test images' coarse images 9.5), the conv pair did not (KL 0.26, distance 0.4), and
-  cost less (157 s against 266 s, one thread of an AMD EPYC with a training job on the other
-  core). The MLP pair had collapsed the same way in a full 30-minute LAPGAN run (FID 918).
+  -> leaky ReLU -> conv 4x4 stride 2, 64 -> batch norm, leaky ReLU -> logit. It is the default
+  because, trained alone on MNIST's 7 x 7 images, the MLP pair collapsed onto one digit and the
+  conv pair did not.
   `upconv`: the same D_K; G_K is dcgan's generator one upsampling short: z -> linear to 64 x s/2
   x s/2 -> batch norm, ReLU -> transposed conv 4x4 stride 2, 32 -> batch norm, ReLU -> conv 3x3
   -> sigmoid (an odd s drawn a pixel larger and cropped). At 14 x 14 it is cgan's generator
-  without its last upsampling. With labels at 30 minutes it did no better than `conv`
-  (docs/RESULTS.md, LAPGAN, eighth session).
+  without its last upsampling.
 
 Class-conditional form (`conditional = true`, registered as `lapgan-conditional`): the label's
 one-hot code enters every level, as the paper does for CIFAR-10: ten constant planes beside the
@@ -90,21 +78,13 @@ Optimisation. The paper's settings (its released code): SGD, lr 0.02, momentum 0
 0.7 (by 0.0008 an epoch), batch 128, G maximising log D(G(z)) (the non-saturating loss):
 `--set optimizer=sgd lr=0.02` (the ramp: `momentum`, `momentum_final`, `momentum_epochs`; the
 minimax loss of the GAN paper's text: `loss=minimax`); the released code's networks and schedule
-in full add `coarse_arch=mlp d_padding=none level_steps=1,1,1`. The default is Adam (lr 2e-4, beta_1 0.5,
-as dcgan) with the non-saturating loss, because on MNIST it trained better in a short
-measurement: 300 steps of batch 50 on one thread of an AMD EPYC (about 55 s a run; networks
-narrowed to 16 channels and 256/128 coarse units to fit), two seeds each, Frechet distance on the
-in-project classifier's features of 1,000 samples against 1,000 test images (lower is better):
-    Adam 2e-4, non-saturating               682, 695   (pixel means 0.14, 0.17; data 0.12)
-    SGD 0.02 + momentum, non-saturating     704, 1444  (seed 1 collapsed: every pixel 1.0)
-    SGD 0.02 + momentum, minimax            1023, NaN  (seed 1's finest level diverged, step 146)
-Both SGD forms failed one seed of two; Adam trained on both. Three hundred steps say which
-setting starts reliably, not which ends best: the equal-time comparisons are the judge.
+in full add `coarse_arch=mlp d_padding=none level_steps=1,1,1`. The default is Adam (lr 2e-4,
+beta_1 0.5, as dcgan) with the non-saturating loss, which started reliably on MNIST where both
+SGD forms failed one seed of two.
 
-Cost. At the paper's widths a training step of batch 100 on MNIST takes about 3.2 s on one
-thread of that CPU (the finest G's two 7 x 7, 64-channel convolutions at 28 x 28 are most of it;
-1.0 s with `g_channels = d_channels = 32`), and 17 s on the 60 x 60 canvases: far more than
-dcgan's step, which an equal-time comparison has to weigh.
+Cost. The finest G's two 7 x 7, 64-channel convolutions at the full image size are most of a
+training step's cost, which is far more than dcgan's step: an equal-time comparison has to weigh
+it.
 
 Monitors, per level (suffix _k, k = 0 the finest, K the coarsest): d_loss_k, d_accuracy_k (D's
 accuracy on the real and generated halves at threshold 1/2), g_loss_k; and their sums d_loss,

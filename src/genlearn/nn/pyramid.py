@@ -59,7 +59,7 @@ their dtype and device, and gradients flow through d, u, the pyramid and collaps
 
 LAPGAN's released code (eyescream, `cifar/datasets/coarse_to_fine_cifar10.lua`) builds its
 coarse images with Torch's `image.scale` (bilinear resampling) down and up, not with this
-pyramid. We keep Burt & Adelson's, which is what the paper's text and the issue define: d
+pyramid. We keep Burt & Adelson's, which is what the paper's text defines: d
 low-passes with a proper anti-aliasing filter before it decimates (bilinear resampling by 2
 weighs at most 2 x 2 neighbours, a much weaker low-pass, and leaves aliasing in the coarse
 image and so in its band); d and u are defined for odd sizes without choosing an interpolation
