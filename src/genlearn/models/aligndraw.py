@@ -66,11 +66,17 @@ from genlearn.errors import UserError
 from genlearn.models.base import GenerativeModel
 from genlearn.nn import attention
 from genlearn.nn.distributions import reparameterize
-from genlearn.nn.draw_core import bound_summary, descend_bound
-from genlearn.nn.lstm import Affine, StepLinear, flush_denormals, lstm_pointwise, resolve_matmul_dtype
+from genlearn.nn.draw_core import bound_summary, descend_bound, init_lstm_gates
+from genlearn.nn.lstm import (
+    Affine,
+    StepLinear,
+    flush_denormals,
+    lstm_pointwise,
+    resolve_matmul_dtype,
+    step_dtype,
+)
 from genlearn.nn.optim import make_optimizer
 
-N_ATTENTION_PARAMS = 5  # g~_X, g~_Y, log sigma^2, log delta~, log gamma
 # The words of MNIST with captions (`genlearn.data.captions.VOCAB`, in its order).
 MNIST_CAPTION_WORDS = "the digit is on at left right top bottom of image . 0 1 2 3 4 5 6 7 8 9"
 BANK = 1000  # validation captions kept for `default_conditions`
@@ -142,7 +148,7 @@ class AlignDRAW(GenerativeModel):
         # everything h^dec feeds: [decoder gates | write patch, write's and next read's attention
         # parameters | alignment W h^dec | prior (mu, log sigma) | encoder gates]; generation
         # needs the first four blocks only: the first columns of the weight
-        self.sizes = (4 * D, c.write_n**2 + 2 * N_ATTENTION_PARAMS, K, 2 * Z, 4 * E)
+        self.sizes = (4 * D, c.write_n**2 + 2 * attention.N_PARAMS, K, 2 * Z, 4 * E)
         self.dec_out = Affine(D, sum(self.sizes))
         # learned initial canvas and states
         self.c0 = nn.Parameter(torch.zeros(c.height * c.width))
@@ -159,11 +165,13 @@ class AlignDRAW(GenerativeModel):
         """LSTM gate weights U(-1/sqrt(H), 1/sqrt(H)) as PyTorch's; the attention grids start
         centred and spanning the canvas (`attention.initial_bias`, as DRAW's)."""
         c = self.config
+        init_lstm_gates(
+            [self.enc_in.weight, self.dec_out.weight[:, -4 * E :]],
+            E,
+            [self.dec_in.weight, self.dec_out.weight[:, : 4 * D]],
+            D,
+        )
         with torch.no_grad():
-            for w in (self.enc_in.weight, self.dec_out.weight[:, -4 * E :]):
-                w.uniform_(-1 / math.sqrt(E), 1 / math.sqrt(E))
-            for w in (self.dec_in.weight, self.dec_out.weight[:, : 4 * D]):
-                w.uniform_(-1 / math.sqrt(D), 1 / math.sqrt(D))
             start = self.sizes[0]
             self.dec_out.bias[start : start + self.sizes[1]] = attention.initial_bias(
                 c.write_n, c.read_n, self.A, self.B
@@ -287,10 +295,7 @@ class AlignDRAW(GenerativeModel):
         n, Z = x.shape[0], self.config.z_size
         if eps is None:
             eps = torch.randn(self.T, n, Z, dtype=x.dtype, device=x.device)
-        lowp = (
-            torch.is_grad_enabled() and x.dtype == torch.float32 and self.matmul_dtype(x.device) == "bfloat16"
-        )
-        dtype = torch.bfloat16 if lowp else None
+        dtype = step_dtype(self.config.matmul_dtype, x)  # bfloat16 products only in training
         enc_in, q, dec_in = (StepLinear(m, self.T, dtype=dtype) for m in (self.enc_in, self.q, self.dec_in))
         dec_out = StepLinear(self.dec_out, self.T + 1, dtype=dtype, widths=self.sizes)
         h_lang, u_lang = self._language(tokens, mask)

@@ -76,7 +76,6 @@ enumeration.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import torch
 from torch.nn import functional as F
@@ -90,10 +89,12 @@ from genlearn.models.stack import (
     BASE_RATE_IMAGES,
     CHUNK,
     MAX_EXACT_UNITS,
+    in_chunks,
     prepare_stack,
     rbm_config,
     stage_at,
     stage_progress,
+    start_upper_rbm,
 )
 from genlearn.nn.distributions import base_rate_bias
 
@@ -256,10 +257,8 @@ class DBM(GenerativeModel):
     def _start_phase(self, phase: int, x: torch.Tensor) -> None:
         if phase == 1:  # top RBM: visible biases at the base rate of h1, PCD chains from it
             source = x if self._base_x is None else self._base_x
-            device = self.joint.W.device
-            h1 = torch.cat([self.bottom_up(s.to(device), sample=False) for s in source.split(CHUNK)])
-            self.top.prepare(SimpleNamespace(train_x=h1), self.config.batch_size)
-            self.top.steps_per_epoch = self.steps_per_epoch
+            h1 = in_chunks(lambda part: self.bottom_up(part, sample=False), source, self.joint.W.device)
+            start_upper_rbm(self.top, h1, self.config.batch_size, self.steps_per_epoch)
         elif phase == 2:  # chains at the batch's images, h1 and h2 from the doubled up pass
             v = x[torch.arange(len(self.joint.chains), device=x.device) % len(x)]
             h1 = bernoulli(
@@ -416,10 +415,9 @@ class DBM(GenerativeModel):
         10,000) training images; without `train_x`, zeros (every h1 state equally likely)."""
         if train_x is None:
             return torch.zeros(self.n_hidden1, device=self.joint.W.device)
-        source = train_x[:BASE_RATE_IMAGES].flatten(1)
-        device = self.joint.W.device
-        mu1 = torch.cat(
-            [self.mean_field(s.to(device, self.dtype), EVAL_MF_STEPS)[0] for s in source.split(CHUNK)]
+        images = train_x[:BASE_RATE_IMAGES].flatten(1)
+        mu1 = in_chunks(
+            lambda part: self.mean_field(part.to(self.dtype), EVAL_MF_STEPS)[0], images, self.joint.W.device
         )
         return base_rate_bias(mu1)
 

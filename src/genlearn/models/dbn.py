@@ -52,7 +52,6 @@ for small top RBMs, from enumeration; `genlearn.eval.ais.log_likelihood_bound` p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -67,10 +66,12 @@ from genlearn.models.stack import (
     BASE_RATE_IMAGES,
     CHUNK,
     MAX_EXACT_UNITS,
+    in_chunks,
     prepare_stack,
     rbm_config,
     stage_at,
     stage_progress,
+    start_upper_rbm,
 )
 from genlearn.nn.distributions import base_rate_bias
 
@@ -206,11 +207,8 @@ class DBN(GenerativeModel):
         (mean-field up pass of the first training images, or of the batch without `prepare`),
         PCD chains drawn from it, and the epoch length for its momentum ramp."""
         source = x if self._base_x is None else self._base_x
-        device = self.layers[0].W.device
-        below = torch.cat([self.up(s.to(device), index, sample=False) for s in source.split(CHUNK)])
-        layer = self.layers[index]
-        layer.prepare(SimpleNamespace(train_x=below), self.config.batch_size)
-        layer.steps_per_epoch = self.steps_per_epoch
+        below = in_chunks(lambda part: self.up(part, index, sample=False), source, self.layers[0].W.device)
+        start_upper_rbm(self.layers[index], below, self.config.batch_size, self.steps_per_epoch)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         x = batch["x"].flatten(1).to(self.dtype)
@@ -326,9 +324,10 @@ class DBN(GenerativeModel):
         top = self.layers[-1]
         if train_x is None:
             return top.visible_bias.detach().float()
-        source = train_x[:BASE_RATE_IMAGES]
-        below = torch.cat(
-            [self.up(s.to(top.W.device), len(self.layers) - 1, sample=False) for s in source.split(CHUNK)]
+        below = in_chunks(
+            lambda part: self.up(part, len(self.layers) - 1, sample=False),
+            train_x[:BASE_RATE_IMAGES],
+            top.W.device,
         )
         return base_rate_bias(below)
 

@@ -61,7 +61,6 @@ shaped by that (`benchmarks/bench_draw.py` measures it against a plain implement
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -72,11 +71,16 @@ from genlearn.config import IMAGE_DATASETS, Common, bounded, choice
 from genlearn.models.base import GenerativeModel
 from genlearn.nn import attention
 from genlearn.nn.distributions import kl_std_normal, reparameterize
-from genlearn.nn.draw_core import bound_summary, descend_bound
-from genlearn.nn.lstm import Affine, StepLinear, flush_denormals, lstm_pointwise, resolve_matmul_dtype
+from genlearn.nn.draw_core import bound_summary, descend_bound, init_lstm_gates
+from genlearn.nn.lstm import (
+    Affine,
+    StepLinear,
+    flush_denormals,
+    lstm_pointwise,
+    resolve_matmul_dtype,
+    step_dtype,
+)
 from genlearn.nn.optim import make_optimizer
-
-N_ATTENTION_PARAMS = 5  # g~_X, g~_Y, log sigma^2, log delta~, log gamma
 
 
 @dataclass
@@ -123,7 +127,7 @@ class DRAW(GenerativeModel):
         if c.attention:
             read_size = 2 * c.read_n**2
             # patch w_t, the write's 5 parameters, the (next) read's 5 parameters
-            attend_size = c.write_n**2 + 2 * N_ATTENTION_PARAMS
+            attend_size = c.write_n**2 + 2 * attention.N_PARAMS
         else:
             read_size = pixels  # [x, x^]: the x half is `enc_x`, applied once per image
             attend_size = pixels  # write(h^dec) = W h^dec, the whole image
@@ -169,14 +173,10 @@ class DRAW(GenerativeModel):
 
     def _init_gates(self, E: int, D: int) -> None:
         """PyTorch's LSTM initialisation, U(-1/sqrt(H), 1/sqrt(H)), for every gate weight."""
-        with torch.no_grad():
-            enc = [self.enc_in.weight, self.dec_out.weight[:, -4 * E :]]
-            if not self.attention:
-                enc.append(self.enc_x.weight)
-            for w in enc:
-                w.uniform_(-1 / math.sqrt(E), 1 / math.sqrt(E))
-            for w in (self.dec_in.weight, self.dec_out.weight[:, : 4 * D]):
-                w.uniform_(-1 / math.sqrt(D), 1 / math.sqrt(D))
+        enc = [self.enc_in.weight, self.dec_out.weight[:, -4 * E :]]
+        if not self.attention:
+            enc.append(self.enc_x.weight)
+        init_lstm_gates(enc, E, [self.dec_in.weight, self.dec_out.weight[:, : 4 * D]], D)
 
     @property
     def data_kind(self) -> str:
@@ -207,11 +207,7 @@ class DRAW(GenerativeModel):
         n = x.shape[0]
         if eps is None:
             eps = torch.randn(self.T, n, self.config.z_size, dtype=x.dtype, device=x.device)
-        # bfloat16 products only for training a float32 model; evaluation stays in float32
-        lowp = (
-            torch.is_grad_enabled() and x.dtype == torch.float32 and self.matmul_dtype(x.device) == "bfloat16"
-        )
-        dtype = torch.bfloat16 if lowp else None
+        dtype = step_dtype(self.config.matmul_dtype, x)  # bfloat16 products only in training
         layers = (self.enc_in, self.q, self.dec_in, self.dec_out)
         uses = (self.T, self.T, self.T, self.T + 1)  # dec_out also maps h^dec_0
         enc_in, q, dec_in = (StepLinear(m, u, dtype=dtype) for m, u in zip(layers[:3], uses[:3]))

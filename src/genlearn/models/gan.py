@@ -79,8 +79,7 @@ from genlearn.nn.adversarial import (
     generator_step,
     one_hot,
     player_optimizer,
-    ramped_momentum,
-    set_momentum,
+    ramp_momentum,
     uniform_labels,
 )
 
@@ -317,10 +316,7 @@ class GAN(GenerativeModel):
     def _momentum_ramp(self) -> None:
         """The paper's SGD momentum, rising linearly over `momentum_epochs` (the lr's decay is the
         loop's `exponential` schedule)."""
-        c = self.config
-        if c.optimizer != "sgd":
-            return
-        set_momentum(self.optimizers.values(), ramped_momentum(c, int(self.d_updates) / self.steps_per_epoch))
+        ramp_momentum(self.config, self.optimizers.values(), int(self.d_updates) / self.steps_per_epoch)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         c = self.config

@@ -112,8 +112,7 @@ from genlearn.nn.adversarial import (
     checked_labels,
     one_hot,
     player_optimizer,
-    ramped_momentum,
-    set_momentum,
+    ramp_momentum,
     uniform_labels,
 )
 from genlearn.nn.pyramid import downsample, pyramid_sizes, upsample
@@ -494,9 +493,8 @@ class LAPGAN(GenerativeModel):
 
     # ---- training -------------------------------------------------------------------------------
     def _momentum_ramp(self) -> None:
-        c = self.config
-        if c.optimizer == "sgd":
-            set_momentum(self.optimizers.values(), ramped_momentum(c, int(self.steps) / self.steps_per_epoch))
+        """SGD's momentum ramp (the released code's), counted in epochs of training steps."""
+        ramp_momentum(self.config, self.optimizers.values(), int(self.steps) / self.steps_per_epoch)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One Algorithm-1 update of every level (n_k of level k with `level_steps`) on the real

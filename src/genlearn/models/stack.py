@@ -7,6 +7,9 @@ alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import SimpleNamespace
+
 import torch
 
 from genlearn.models import rbm
@@ -44,6 +47,19 @@ def prepare_stack(rbms, data, batch_size: int) -> tuple[int, torch.Tensor]:
     for layer in rbms:
         layer.steps_per_epoch = steps
     return steps, data.train_x[:BASE_RATE_IMAGES]
+
+
+def in_chunks(up: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, device) -> torch.Tensor:
+    """`up(images)`, a pass up the stack, CHUNK images at a time on `device`, the parts joined."""
+    return torch.cat([up(part.to(device)) for part in images.split(CHUNK)])
+
+
+def start_upper_rbm(layer: rbm.RBM, below: torch.Tensor, batch_size: int, steps_per_epoch: int) -> None:
+    """An upper RBM of a stack begins its training: its `prepare` on `below`, the activity of the
+    layer under it (visible biases at its base rate, PCD chains drawn from them), and the stack's
+    epoch length for its momentum ramp."""
+    layer.prepare(SimpleNamespace(train_x=below), batch_size)
+    layer.steps_per_epoch = steps_per_epoch
 
 
 def stage_at(step: int, stage_steps: int, stages: int) -> int:

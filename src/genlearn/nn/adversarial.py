@@ -15,7 +15,7 @@ parameters the optimisers update and, where calling them is more than G(z) and D
 them under a condition (a label, LAPGAN's low-pass image).
 
 The paper's optimiser is SGD whose momentum rises linearly over the first epochs
-(`ramped_momentum`, `set_momentum`); `player_optimizer` builds one player's optimiser from a
+(`ramp_momentum`); `player_optimizer` builds one player's optimiser from a
 config with the fields `optimizer`, `lr`, `momentum` and `beta1`.
 """
 
@@ -206,3 +206,10 @@ def set_momentum(optimizers, momentum: float) -> None:
     for opt in optimizers:
         for g in opt.param_groups:
             g["momentum"] = momentum
+
+
+def ramp_momentum(c: Any, optimizers, epoch: float) -> None:
+    """With the paper's SGD (`c.optimizer`), every optimiser in `optimizers` at the momentum of its
+    ramp after `epoch` epochs (`ramped_momentum`); any other optimiser is left as it is."""
+    if c.optimizer == "sgd":
+        set_momentum(optimizers, ramped_momentum(c, epoch))

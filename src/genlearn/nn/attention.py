@@ -52,6 +52,7 @@ import math
 import torch
 
 MIN_SIGMA2 = 1e-12
+N_PARAMS = 5  # one grid's parameters from h^dec: g~_X, g~_Y, log sigma^2, log delta~, log gamma
 
 
 def _column(t: torch.Tensor | float, like: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """What DRAW (`models/draw.py`) and alignDRAW (`models/aligndraw.py`) share beyond the attention
-and the LSTM steps: one optimiser step on the negative variational bound L = L^x + L^z, and the
-bound's summary over a held-out split.
+and the LSTM steps: the LSTMs' initial gate weights, one optimiser step on the negative variational
+bound L = L^x + L^z, and the bound's summary over a held-out split.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import torch
@@ -12,6 +13,15 @@ from torch import nn
 
 from genlearn.nn.lstm import flush_denormals
 from genlearn.nn.stats import mean_and_stderr
+
+
+def init_lstm_gates(encoder: Iterable[torch.Tensor], E: int, decoder: Iterable[torch.Tensor], D: int) -> None:
+    """PyTorch's LSTM initialisation, U(-1/sqrt(H), 1/sqrt(H)), in place: the encoder's gate
+    weights (H = E), then the decoder's (H = D), each in the order given."""
+    with torch.no_grad():
+        for weights, H in ((encoder, E), (decoder, D)):
+            for w in weights:
+                w.uniform_(-1 / math.sqrt(H), 1 / math.sqrt(H))
 
 
 def descend_bound(

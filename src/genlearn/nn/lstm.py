@@ -297,6 +297,14 @@ def resolve_matmul_dtype(choice: str, device: torch.device) -> str:
     return "bfloat16" if device.type == "cpu" and native_bfloat16_cpu() else "float32"
 
 
+def step_dtype(choice: str, x: torch.Tensor) -> torch.dtype | None:
+    """The operand type of a training step's products on inputs x: bfloat16 where a float32 model
+    is being trained (gradients recorded) and `choice` resolves to bfloat16 on x's device, else
+    None (the operands' own type: evaluation and sampling stay in float32)."""
+    training = torch.is_grad_enabled() and x.dtype == torch.float32
+    return torch.bfloat16 if training and resolve_matmul_dtype(choice, x.device) == "bfloat16" else None
+
+
 _FLUSH_DEPTH = 0
 
 
