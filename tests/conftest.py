@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,72 @@ from genlearn.data import mnist
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("genlearn")
+    group.addoption(
+        "--train-seed",
+        type=int,
+        default=0,
+        help="seed of the tests that assert a training outcome (committed figures: 0); run 0-4 to "
+        "check their margins (see tests/README.md)",
+    )
+    group.addoption(
+        "--outcomes",
+        default="",
+        metavar="FILE",
+        help="append every checked training outcome (test, name, value, threshold) to FILE as JSON lines",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that checks a training outcome through `expect` is marked `outcome`, so that
+    `pytest -m outcome --train-seed N` runs just those (tests/margins.py runs them under 5 seeds)."""
+    for item in items:
+        if "expect" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.outcome)
+
+
+TRAIN_SEED = 0  # --train-seed, for helpers that are not fixtures
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global TRAIN_SEED
+    TRAIN_SEED = config.getoption("--train-seed")
+
+
+@pytest.fixture(scope="session")
+def seed(request: pytest.FixtureRequest) -> int:
+    """The seed of a test that asserts a training outcome: 0 unless --train-seed says otherwise."""
+    return request.config.getoption("--train-seed")
+
+
+@pytest.fixture
+def expect(request: pytest.FixtureRequest):
+    """`expect(name, value, op, threshold)`: assert `value op threshold` (op one of < <= > >=),
+    first appending the outcome to the --outcomes file, so that a run under several seeds gives each
+    threshold's worst case (including the failures) without editing the tests."""
+    log = request.config.getoption("--outcomes")
+    ops = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__}
+
+    def check(name: str, value: float, op: str, threshold: float) -> None:
+        value = float(value)
+        if log:
+            record = {
+                "test": request.node.nodeid,
+                "seed": request.config.getoption("--train-seed"),
+                "name": name,
+                "value": value,
+                "op": op,
+                "threshold": float(threshold),
+            }
+            with open(log, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        assert ops[op](value, float(threshold)), f"{name}: {value:.4g} is not {op} {threshold:.4g}"
+
+    return check
+
 
 REAL_CACHE = mnist.cache_dir()
 HAVE_MNIST = (REAL_CACHE / mnist.CACHE_FILE).is_file() or (REAL_CACHE / mnist.WHEEL_NAME).is_file()
@@ -171,14 +238,17 @@ def resume_then_compare(tmp_path, model: str, sets: list[str]) -> None:
     assert_same_weights(tmp_path / "whole", tmp_path / "half")
 
 
+SMALL_CLASSIFIER = {"epochs": 2, "train_limit": 15_000, "batch_size": 32}
+
+
 @pytest.fixture(scope="session")
-def small_classifier(tmp_path_factory, mnist_full):
-    """A small in-project MNIST classifier (about 97% accurate), trained once per session into a
+def small_classifier(tmp_path_factory, mnist_full, seed):
+    """A small in-project MNIST classifier (about 98% accurate), trained once per session into a
     temporary cache: tests never touch the real classifier cache."""
     from genlearn.eval import classifier as clf
 
-    directory = tmp_path_factory.getbasetemp() / "small-classifier"
+    directory = tmp_path_factory.getbasetemp() / f"small-classifier-{seed}"
     with one_thread():
         return clf.load_classifier(
-            progress=False, cache_dir=directory, epochs=2, train_limit=15_000, batch_size=32, data=mnist_full
+            progress=False, cache_dir=directory, data=mnist_full, seed=seed, **SMALL_CLASSIFIER
         )

@@ -142,7 +142,7 @@ class _Oracle(GenerativeModel):
 
 @needs_mnist
 def test_label_agreement_is_the_classifier_accuracy_on_what_was_asked(
-    mnist_full, small_classifier, monkeypatch
+    mnist_full, small_classifier, monkeypatch, expect
 ):
     """Real digits of the asked class agree as often as the classifier is right; digits of the
     next class almost never agree."""
@@ -154,7 +154,8 @@ def test_label_agreement_is_the_classifier_accuracy_on_what_was_asked(
         wrong = metrics.compute("label_agreement", _Oracle(mnist_full, wrong=True), {}, mnist_full, opts)
     accuracy = clf.accuracy(small, mnist_full.test_x, mnist_full.test_y)
     assert right["label_agreement"] == pytest.approx(accuracy, abs=0.02)
-    assert right["label_agreement"] > 0.9 and wrong["label_agreement"] < 0.1
+    expect("label agreement of real digits", right["label_agreement"], ">", 0.9)
+    expect("label agreement of the next class's digits", wrong["label_agreement"], "<", 0.1)
     assert len(right["label_agreement_per_class"]) == 10
     assert 0 < right["label_agreement_stderr"] < 0.01
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import conftest
 from conftest import needs_mnist, one_thread
 from genlearn.data import captions as cap
 from genlearn.errors import UserError
@@ -135,20 +136,24 @@ def captioned(mnist_full) -> cap.CaptionedMNIST:
 
 @pytest.fixture(scope="session")
 def small_dir(tmp_path_factory, captioned) -> Path:
-    directory = tmp_path_factory.getbasetemp() / "small-checker"
+    directory = tmp_path_factory.getbasetemp() / f"small-checker-{conftest.TRAIN_SEED}"
     with one_thread():
-        cf.load_checker(progress=False, cache_dir=directory, data=captioned, **SMALL)
+        cf.load_checker(
+            progress=False, cache_dir=directory, data=captioned, seed=conftest.TRAIN_SEED, **SMALL
+        )
     return directory
 
 
 def load_small(directory: Path, captioned, **kw) -> cf.ConformityChecker:
     with one_thread():
-        return cf.load_checker(progress=False, cache_dir=directory, data=captioned, **{**SMALL, **kw})
+        return cf.load_checker(
+            progress=False, cache_dir=directory, data=captioned, seed=conftest.TRAIN_SEED, **{**SMALL, **kw}
+        )
 
 
 @needs_mnist
 @pytest.mark.slow
-def test_small_checker_reads_real_composites_far_above_chance(small_dir, captioned, sliced):
+def test_small_checker_reads_real_composites_far_above_chance(small_dir, captioned, sliced, expect):
     checker = load_small(small_dir, captioned)
     info = json.loads((small_dir / cf.INFO_FILE).read_text())
     assert not checker.training and not any(p.requires_grad for p in checker.parameters())
@@ -163,8 +168,10 @@ def test_small_checker_reads_real_composites_far_above_chance(small_dir, caption
         exact = cf.exact_match(checker, x, tokens).double().mean().item()
     per_place = (got == cap.reading_of(tokens)).double().mean().item()
     # chance: 1/11 per place; an exact match of all eight places by chance is nil
-    assert exact > 0.6 and per_place > 0.95, (exact, per_place)
-    assert info["test_accuracy"] > 0.6 and info["test_heldout_accuracy"] > 0.6
+    expect("exact match of all eight places", exact, ">", 0.6)
+    expect("reading per place", per_place, ">", 0.95)
+    expect("recorded test accuracy", info["test_accuracy"], ">", 0.6)
+    expect("recorded held-out test accuracy", info["test_heldout_accuracy"], ">", 0.6)
     assert info["training"]["steps"] == SMALL["steps"] and info["arch_version"] == cf.ARCH_VERSION
     assert info["sha256"] == hashlib.sha256((small_dir / cf.WEIGHTS_FILE).read_bytes()).hexdigest()
     with pytest.raises(UserError, match="shape"):
@@ -313,14 +320,14 @@ def metric_env(small_dir, captioned, sliced, monkeypatch):
 
 @needs_mnist
 @pytest.mark.slow
-def test_real_composites_conform_about_as_well_as_the_checker_reads_them(metric_env):
+def test_real_composites_conform_about_as_well_as_the_checker_reads_them(metric_env, expect):
     data, _ = metric_env
     model = Captioned(data.digits["test"])
     with one_thread():
         out = metrics.compute("conformity", model, {}, data, metrics.Options(seed=3))
     assert sum(model.calls) == 2 * N_METRIC and max(model.calls) <= 1000
     for part in ("seen", "heldout"):
-        assert out[f"conformity_real_{part}"] > 0.6
+        expect(f"checker's conformity of real {part} composites", out[f"conformity_real_{part}"], ">", 0.6)
         assert abs(out[f"conformity_{part}"] - out[f"conformity_real_{part}"]) < 0.06, out
         assert 0 < out[f"conformity_{part}_stderr"] < 0.02
     for part, name in (("seen", "test"), ("heldout", "test_heldout")):

@@ -247,9 +247,11 @@ def test_defaults_are_adam_and_non_saturating_and_the_papers_sgd_is_reachable():
     assert paper.optimizers["g1"].param_groups[0]["momentum"] == pytest.approx(0.6)
 
 
-def _d_accuracy(model, generators, x) -> list[float]:
-    """Each level's D_k accuracy (threshold 1/2) on real inputs of x's pyramid against the
-    outputs of `generators` (a list of G_k) for the same l_k."""
+def _d_judgements(model, generators, x) -> list[dict[str, float]]:
+    """How each level's D_k judges real inputs of x's pyramid against the outputs of `generators`
+    (a list of G_k) for the same l_k: its balanced accuracy at its own threshold (1/2), the share
+    of the generated inputs it calls fake, and the probability that it scores a real input above a
+    generated one (the area under its ROC curve, which no threshold enters)."""
     lows, residuals, coarsest = model.real_pyramid(x)
     out = []
     with torch.no_grad():
@@ -259,43 +261,68 @@ def _d_accuracy(model, generators, x) -> list[float]:
             else:
                 real, condition, z = residuals[k], (lows[k], None), model.noise_plane(k, len(x))
             fake = generators[k](z, condition)
-            l_real, l_fake = model.D[k](real, condition), model.D[k](fake, condition)
-            out.append(float(((l_real > 0).float().mean() + (l_fake < 0).float().mean()) / 2))
+            l_real = model.D[k](real, condition).flatten()
+            l_fake = model.D[k](fake, condition).flatten()
+            called_fake = float((l_fake < 0).float().mean())
+            out.append(
+                {
+                    "accuracy": (float((l_real > 0).float().mean()) + called_fake) / 2,
+                    "called_fake": called_fake,
+                    "auc": float((l_real[:, None] > l_fake[None, :]).float().mean()),
+                }
+            )
     return out
 
 
 @needs_mnist
-def test_lapgan_learns_mnist(mnist_full):
-    """A few hundred steps (small networks) on MNIST: every discriminator tells held-out real
-    inputs of its level from its generator's outputs as it was at the start (at chance before),
-    the samples' pixel mean moves most of the way from its start to the data's, and the finest
-    generated residuals take on the real ones' size."""
+def test_lapgan_learns_mnist(mnist_full, seed, expect):
+    """A few hundred steps (small networks) on MNIST: every discriminator, at chance before (it
+    says the same of every input), learns to tell held-out real inputs of its level from its
+    generator's outputs as it was at the start; the samples' pixel mean moves most of the way from
+    its start to the data's; and the finest generated residuals take on the real ones' size.
+
+    "Tells apart" is judged without D's threshold: it calls the first generator's outputs fake and
+    scores real inputs above them (ROC area). Its balanced accuracy at the threshold is not used
+    after training: it also counts the real inputs D calls real, and those drift towards one half
+    as the generator catches up (the game's equilibrium), level by level and by CPU rounding: it
+    measured 0.57-1.0 for the finest level and 0.66-0.83 for the coarsest at 300 steps."""
     import copy
 
     train, held_out = mnist_full.train_x[:6000], mnist_full.test_x[:500]
     data_mean = float(train.mean())
     with one_thread():
-        torch.manual_seed(0)
-        model = make(g_channels=8, d_channels=8, coarse_channels=16, z_dim=16, lr=1e-3).eval()
+        torch.manual_seed(seed)
+        model = make(g_channels=8, d_channels=8, coarse_channels=16, z_dim=16, lr=1e-3, seed=seed).eval()
         first_generators = copy.deepcopy(model.G)
-        chance = _d_accuracy(model, first_generators, held_out)
-        images, residuals = model.sample_pyramid(500, torch.Generator().manual_seed(1))
+        before_training = _d_judgements(model, first_generators, held_out)
+        images, residuals = model.sample_pyramid(500, torch.Generator().manual_seed(seed + 1))
         before = float(images[-1].mean())
         real_h0 = model.real_pyramid(held_out)[1][0]
         ratio_before = float(residuals[-1].std() / real_h0.std())
         model.train()
-        g = torch.Generator().manual_seed(0)
+        g = torch.Generator().manual_seed(seed)
         for _ in range(300):
             model.train_step({"x": train[torch.randint(len(train), (32,), generator=g)]})
         model.eval()
-        learnt = _d_accuracy(model, first_generators, held_out)
-        images, residuals = model.sample_pyramid(500, torch.Generator().manual_seed(1))
-    assert all(abs(a - 0.5) < 0.15 for a in chance), chance
-    assert all(a > 0.7 for a in learnt), learnt
+        learnt = _d_judgements(model, first_generators, held_out)
+        images, residuals = model.sample_pyramid(500, torch.Generator().manual_seed(seed + 1))
+    for k, (start, end) in enumerate(zip(before_training, learnt)):
+        expect(
+            f"D_{k}'s accuracy before training, distance from 1/2", abs(start["accuracy"] - 0.5), "<", 0.15
+        )
+        expect(f"D_{k}: share of the first G_{k}'s outputs called fake", end["called_fake"], ">", 0.9)
+        expect(f"D_{k}: ROC area, real against the first G_{k}'s outputs", end["auc"], ">", 0.95)
     after = float(images[-1].mean())
-    assert abs(after - data_mean) < 0.25 * abs(before - data_mean), (before, after, data_mean)
+    expect(
+        "pixel mean's distance from the data's, after / before",
+        abs(after - data_mean) / abs(before - data_mean),
+        "<",
+        0.25,
+    )
     ratio = float(residuals[-1].std() / real_h0.std())
-    assert ratio_before < 0.4 and 0.5 < ratio < 2.0, (ratio_before, ratio)
+    expect("finest residuals' std / real ones' before", ratio_before, "<", 0.4)
+    expect("finest residuals' std / real ones' after", ratio, ">", 0.5)
+    expect("finest residuals' std / real ones' after (upper)", ratio, "<", 2.0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -110,22 +110,23 @@ def _opts() -> metrics.Options:
     return metrics.Options(seed=0, split="test", progress=False, k=1)
 
 
-def test_a_model_that_samples_real_images_scores_like_real_images(mnist_full, small, monkeypatch):
+def test_a_model_that_samples_real_images_scores_like_real_images(mnist_full, small, monkeypatch, expect):
     monkeypatch.setattr(clf, "load_classifier", lambda **_: small)
     with one_thread():
         fid = metrics.compute("fid", _Replay(mnist_full.valid_x), {}, mnist_full, _opts())
         cov = metrics.compute("coverage", _Replay(mnist_full.valid_x), {}, mnist_full, _opts())
     assert fid["fid"] == pytest.approx(fid["fid_real"], rel=1e-9)  # the samples are the floor set
-    assert cov["coverage_kl"] < 0.01 and cov["classifier_score"] > 9
+    expect("coverage KL of real images", cov["coverage_kl"], "<", 0.01)
+    expect("classifier score of real images", cov["classifier_score"], ">", 9)
 
 
-def test_a_model_of_one_digit_has_no_coverage(mnist_full, small, monkeypatch):
+def test_a_model_of_one_digit_has_no_coverage(mnist_full, small, monkeypatch, expect):
     monkeypatch.setattr(clf, "load_classifier", lambda **_: small)
     ones = mnist_full.train_x[mnist_full.train_y == 1][:1000].repeat(10, 1, 1, 1)
     with one_thread():
         cov = metrics.compute("coverage", _Replay(ones), {}, mnist_full, _opts())
-    assert cov["coverage_kl"] > 0.9 * math.log(10)
-    assert cov["classifier_score"] < 1.5
+    expect("coverage KL of one digit", cov["coverage_kl"], ">", 0.9 * math.log(10))
+    expect("classifier score of one digit", cov["classifier_score"], "<", 1.5)
 
 
 def test_coverage_of_a_model_with_other_images_is_a_one_line_error(tmp_path, monkeypatch):

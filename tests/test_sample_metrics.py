@@ -175,12 +175,8 @@ def test_metrics_reject_bad_samples(x, message):
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory, mnist_full) -> clf.MNISTClassifier:
-    directory = tmp_path_factory.getbasetemp() / "small-classifier"  # test_classifier.py's
-    with one_thread():
-        return clf.load_classifier(
-            progress=False, cache_dir=directory, epochs=2, train_limit=15_000, batch_size=32, data=mnist_full
-        )
+def small(small_classifier) -> clf.MNISTClassifier:
+    return small_classifier
 
 
 @pytest.fixture(scope="module")
@@ -197,13 +193,18 @@ def test_feats(small, shuffled) -> torch.Tensor:
 
 
 @pytest.mark.slow
-def test_small_classifier_is_accurate(small, mnist_full):
+def test_small_classifier_is_accurate(small, mnist_full, expect):
     with one_thread():
-        assert clf.accuracy(small, mnist_full.test_x, mnist_full.test_y) > 0.97
+        expect(
+            "small classifier's test accuracy",
+            clf.accuracy(small, mnist_full.test_x, mnist_full.test_y),
+            ">",
+            0.97,
+        )
 
 
 @pytest.mark.slow
-def test_fid_separates_real_from_noise_blank_and_blur(small, mnist_full, shuffled, test_feats):
+def test_fid_separates_real_from_noise_blank_and_blur(small, mnist_full, shuffled, test_feats, expect):
     reference = shuffled[0][:5000]
     real = sm.frechet_distance(test_feats[:5000], test_feats[5000:])
     with one_thread():
@@ -212,9 +213,10 @@ def test_fid_separates_real_from_noise_blank_and_blur(small, mnist_full, shuffle
         blank = sm.fid(torch.zeros(5000, 784), reference, small)
         blurred = sm.fid(_blur(mnist_full.valid_x[:5000]), reference, small)
     floor = max(real, valid)
-    assert floor < 5.0, (real, valid)
-    assert noise > 50 * floor and blank > 50 * floor, (real, valid, noise, blank)
-    assert blurred > 10 * floor, (real, valid, blurred)  # a milder loss of quality
+    expect("FID floor (real against real)", floor, "<", 5.0)
+    expect("FID of noise / floor", noise / floor, ">", 50)
+    expect("FID of blank images / floor", blank / floor, ">", 50)
+    expect("FID of blurred digits / floor", blurred / floor, ">", 10)  # a milder loss of quality
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
@@ -223,23 +225,24 @@ def _blur(x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.slow
-def test_fid_catches_mode_dropping(shuffled, test_feats):
+def test_fid_catches_mode_dropping(shuffled, test_feats, expect):
     """Real digits, but only 0-4: the quality is perfect, the diversity is not."""
     y = shuffled[1]
     half = test_feats[5000:]
     real = sm.frechet_distance(test_feats[:5000], half)
     dropped = sm.frechet_distance(test_feats[:5000][y[:5000] < 5], half)
-    assert dropped > 10 * real, (real, dropped)
+    expect("FID of half the classes / floor", dropped / real, ">", 10)
 
 
 @pytest.mark.slow
-def test_real_test_images_score_near_ten_and_cover_evenly(small, mnist_full):
+def test_real_test_images_score_near_ten_and_cover_evenly(small, mnist_full, expect):
     with one_thread():
         score = sm.classifier_score(mnist_full.test_x, small)
         cov = sm.coverage(mnist_full.test_x, small)
     true_hist = torch.bincount(mnist_full.test_y, minlength=10).double() / 10_000
-    assert 9.0 < score <= 10.0
-    assert cov["kl_to_uniform"] < 0.01
+    assert score <= 10.0
+    expect("classifier score of the test images", score, ">", 9.0)
+    expect("coverage KL of the test images", cov["kl_to_uniform"], "<", 0.01)
     assert cov["histogram"] == pytest.approx(true_hist.tolist(), abs=0.01)
 
 

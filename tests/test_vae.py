@@ -62,12 +62,12 @@ def test_kingma_welling_preset_is_reachable_by_config_alone():
     assert isinstance(model.encoder[1], torch.nn.Tanh)
 
 
-def test_elbo_rises_on_real_mnist_and_both_decoders_learn():
+def test_elbo_rises_on_real_mnist_and_both_decoders_learn(seed, expect):
     data = mnist.load(train_limit=3000)
     for likelihood in ("bernoulli", "gaussian"):
-        model = registry.create("vae", likelihood=likelihood, hidden_units=100, latent_dim=10, seed=0)
+        model = registry.create("vae", likelihood=likelihood, hidden_units=100, latent_dim=10, seed=seed)
         held_out = data.split("valid", binary=model.data_kind == "binary")["x"][:1000]
-        g = torch.Generator().manual_seed(0)
+        g = torch.Generator().manual_seed(seed)
         before = model.evaluate({"x": held_out})["elbo"]
         for step in range(150):
             x = data.train_x[(step * 100) % 3000 : (step * 100) % 3000 + 100]
@@ -75,4 +75,4 @@ def test_elbo_rises_on_real_mnist_and_both_decoders_learn():
                 x = mnist.binarize(x, g)
             model.train_step({"x": x})
         after = model.evaluate({"x": held_out})["elbo"]
-        assert after > before + 100, (likelihood, before, after)
+        expect(f"{likelihood} ELBO gain (nats)", after - before, ">", 100)

@@ -328,16 +328,17 @@ def load_classifier(
     epochs: int = DEFAULT_EPOCHS,
     train_limit: int = 0,
     batch_size: int = TrainSpec.batch_size,
+    seed: int = TrainSpec.seed,
     data: mnist.MNIST | None = None,
 ) -> MNISTClassifier:
     """The trained classifier in eval mode with frozen weights, from memory, the disk cache, or training.
 
-    `cache_dir` defaults to ``mnist.cache_dir()/classifier``; `epochs`, `train_limit` and
-    `batch_size` exist so tests can train a small one quickly (a cache trained with other settings is retrained, not
+    `cache_dir` defaults to ``mnist.cache_dir()/classifier``; `epochs`, `train_limit`, `batch_size`
+    and `seed` exist so tests can train a small one quickly (a cache trained with other settings is retrained, not
     used). A cache whose checksum does not match prints a one-line warning to stderr and is
     retrained; `progress` shows a tqdm bar while training. `data` saves reloading MNIST.
     """
-    spec = TrainSpec(epochs=epochs, train_limit=train_limit, batch_size=batch_size)
+    spec = TrainSpec(epochs=epochs, train_limit=train_limit, batch_size=batch_size, seed=seed)
     spec.check()
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     device = torch.device(device)

@@ -289,18 +289,19 @@ def load_checker(
     cache_dir: str | Path | None = None,
     steps: int = DEFAULT_STEPS,
     batch_size: int = TrainSpec.batch_size,
+    seed: int = TrainSpec.seed,
     data: captions.CaptionedMNIST | None = None,
 ) -> ConformityChecker:
     """The trained checker in eval mode with frozen weights, from memory, the disk cache, or
     training; `checker.accuracies` holds its exact-match accuracies on the test and held-out test
     composites ({"test": ..., "test_heldout": ...}).
 
-    `cache_dir` defaults to ``mnist.cache_dir()/conformity``; `steps` and `batch_size` exist so
-    tests can train a small one quickly (a cache trained with other settings is retrained, not
+    `cache_dir` defaults to ``mnist.cache_dir()/conformity``; `steps`, `batch_size` and `seed`
+    exist so tests can train a small one quickly (a cache trained with other settings is retrained, not
     used). An unusable cache prints a one-line warning to stderr and is
     retrained; `progress` shows a tqdm bar while training. `data` saves composing MNIST again.
     """
-    spec = TrainSpec(steps=steps, batch_size=batch_size)
+    spec = TrainSpec(steps=steps, batch_size=batch_size, seed=seed)
     spec.check()
     cache = _cache(cache_dir if cache_dir is not None else default_cache_dir())
     device = torch.device(device)
