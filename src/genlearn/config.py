@@ -8,16 +8,21 @@ them, and unknown keys are refused with the list of known ones.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
 import math
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from genlearn import files
 from genlearn.errors import UserError
 
 RESERVED_KEYS = ("model", "genlearn_version")
+INT_LIMIT = 2**63  # an int field beyond 64 bits cannot be a size, a count or a seed
+MAX_CONFIG_BYTES = 16 * 2**20
 LR_SCHEDULES = ("constant", "cosine", "exponential")
 # The data sets a config may name (`genlearn.data` loads them; models list the ones they fit).
 IMAGE_DATASETS = ("mnist", "mnist-2digit")
@@ -77,6 +82,31 @@ def fields_of(config_cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(config_cls)}
 
 
+class OutOfRange(ValueError):
+    """A number written in a config that its type cannot hold."""
+
+
+def _float_of(text: str) -> float:
+    """A float from its decimal text, refusing one written as a non-zero finite number that a
+    float cannot hold: `1e-400` would be 0.0 (and train at lr 0), `1e400` infinity, `1e-310` a
+    subnormal that has lost its precision. "inf" and "nan" pass on to `validate`."""
+    value = float(text)
+    try:
+        exact = decimal.Decimal(text.strip().replace("_", ""))
+    except decimal.InvalidOperation:
+        return value
+    if not exact.is_finite() or exact == 0:
+        return value
+    if math.isinf(value):
+        raise OutOfRange(f"{_cut(text.strip())} is too large for a float (it would be infinite)")
+    if abs(value) < sys.float_info.min:
+        raise OutOfRange(
+            f"{_cut(text.strip())} is too small for a float (it would be {value!r}; the smallest is "
+            f"{sys.float_info.min:.3g})"
+        )
+    return value
+
+
 def _parse_value(key: str, raw: Any, typ: Any) -> Any:
     """Coerce a TOML value or a --set string to the field's type."""
     try:
@@ -94,18 +124,40 @@ def _parse_value(key: str, raw: Any, typ: Any) -> Any:
                 raise ValueError
             if isinstance(raw, float) and not raw.is_integer():
                 raise ValueError
-            return int(raw) if not isinstance(raw, str) else int(raw.strip())
+            value = int(raw) if not isinstance(raw, str) else int(raw.strip())
+            if abs(value) >= INT_LIMIT:
+                raise UserError(
+                    f"bad value for {key!r}: {_short(raw)} is too large (at most {INT_LIMIT - 1})"
+                )
+            return value
         if typ is float:
             if isinstance(raw, bool):
                 raise ValueError
-            return float(raw)
+            return _float_of(raw) if isinstance(raw, str) else float(raw)
         if typ is str:
-            return str(raw)
-    except (TypeError, ValueError):
+            if not isinstance(raw, str):
+                raise ValueError
+            return raw
+    except OutOfRange as exc:
+        raise UserError(f"bad value for {key!r}: {exc}") from None
+    except (TypeError, ValueError, OverflowError):
         pass
     else:
         return raw
-    raise UserError(f"bad value for {key!r}: {raw!r} is not a {typ.__name__}")
+    raise UserError(f"bad value for {key!r}: {_short(raw)} is not a {typ.__name__}")
+
+
+def _cut(text: str) -> str:
+    """Thousands of characters cut to their first and last few, as a message shows them."""
+    return text if len(text) <= 60 else f"{text[:25]}...{text[-25:]} ({len(text)} characters)"
+
+
+def _short(raw: Any) -> str:
+    """A value as a message shows it (`_cut`)."""
+    try:
+        return _cut(repr(raw))
+    except ValueError:  # an int too long for repr
+        return "an integer of more than 4300 digits"
 
 
 def build(config_cls: type, values: dict[str, Any], model: str = "") -> Any:
@@ -156,18 +208,31 @@ def parse_sets(items: list[str]) -> dict[str, str]:
     return out
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Read a config file; a [config] table and top-level keys are both accepted."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file {str(path)!r} does not exist")
+def read_toml(path: str | Path, follow_links: bool = True) -> dict[str, Any]:
+    """Read a config file; a [config] table and top-level keys are both accepted. Every way the
+    file can be unreadable or malformed (no such file, a directory, no permission, not UTF-8,
+    nested too deeply, an integer of thousands of digits, a float out of range) is one line. A
+    run's own config.toml is read with `follow_links=False`."""
+    label = f"config file {files.shown(path)!r}"
+    if not files.lexists(path):
+        raise UserError(f"{label} does not exist")
+    raw = files.read_bytes(path, "config file", follow_links=follow_links, limit=MAX_CONFIG_BYTES)
     try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{label} is not valid TOML: it is not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text, parse_float=_float_of)  # the same range checks as --set
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{label} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{label} is not valid: its arrays or tables are nested too deeply") from None
+    except ValueError as exc:  # an integer of too many digits, a float out of range
+        first = (str(exc).splitlines() or ["a value out of range"])[0].split("; use")[0]
+        raise UserError(f"{label} is not valid: {first}") from None
     table = data.pop("config", {})
     if not isinstance(table, dict):
-        raise UserError(f"config file {str(path)!r}: 'config' must be a table of settings, not {table!r}")
+        raise UserError(f"{label}: 'config' must be a table of settings, not {_short(table)}")
     values = dict(table)
     values.update(data)
     return values

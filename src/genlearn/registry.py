@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from genlearn import config as cfg
-from genlearn import runs
+from genlearn import memory, runs
 from genlearn.errors import UserError
 
 
@@ -60,7 +60,9 @@ def make_config(name: str, values: dict[str, Any] | None = None) -> Any:
 
 
 def instantiate(name: str, config: Any) -> Any:
-    """The model `name` built from `config`, its initial weights drawn from `config.seed`."""
+    """The model `name` built from `config`, its initial weights drawn from `config.seed`; sizes
+    too large for this machine are refused before anything is allocated."""
+    memory.check_model_size(entry(name).model_class, config, name)
     torch.manual_seed(config.seed)
     model = entry(name).model_class(config)
     model.name = name

@@ -42,9 +42,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import torch
 
+from genlearn import files
 from genlearn.data import mnist
 from genlearn.data.base import DataSet, binarize
 from genlearn.errors import UserError
@@ -95,6 +97,25 @@ def encode(text: str) -> torch.Tensor:
 
 def decode(tokens: torch.Tensor) -> str:
     return " ".join(VOCAB[int(t)] for t in tokens)
+
+
+MAX_CAPTIONS_BYTES = 16 * 2**20  # some hundred thousand captions
+
+
+def read_captions_file(path: str | Path) -> list[str]:
+    """The non-empty lines of a captions file (`genlearn sample --captions FILE`), stripped. Read
+    as UTF-8 with or without a byte-order mark (which Windows editors write, and which would
+    otherwise stick to the first word); a link or a pipe is read like a file. Every way the file
+    cannot be read (missing, a directory, no permission, not UTF-8, too large) is one line."""
+    if not files.lexists(path):
+        raise UserError(f"cannot read captions from {files.shown(path)!r}: it does not exist")
+    text = files.read_text(
+        path, "captions file", follow_links=True, limit=MAX_CAPTIONS_BYTES, encoding="utf-8-sig"
+    )
+    captions = [line.strip() for line in text.splitlines() if line.strip()]
+    if not captions:
+        raise UserError(f"{files.shown(path)!r} has no captions; write one caption a line")
+    return captions
 
 
 def _held_out_digits(kind: torch.Tensor, slot: int) -> torch.Tensor:
