@@ -8,6 +8,7 @@ Runs are small VAEs on the first 1,000 MNIST images. Reference runs are trained 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import math
@@ -40,7 +41,7 @@ from conftest import (
 from genlearn import config as cfg
 from genlearn import registry, runs
 from genlearn.data import mnist
-from genlearn.errors import TrainingError
+from genlearn.errors import TrainingError, UserError
 from genlearn.models.vae import VAE
 from genlearn.train import checkpoint, loop
 
@@ -302,7 +303,7 @@ def test_the_checkpoint_kept_after_a_divergence_gives_a_finite_loss(tmp_path, sm
     with pytest.raises(TrainingError):
         fit(tmp_path, small, lr=1e30, epochs=1, checkpoint_every=0, eval_every=0)
     model = VAE(make_config())
-    step = runs.load_weights(tmp_path, model)
+    step = runs.load_weights(tmp_path, model).step
     assert step == 0  # with lr=1e30 only the initial weights ever gave a finite loss
     initial = registry.instantiate("vae", make_config()).state_dict()  # what the run started from
     assert all(torch.equal(v, initial[k]) for k, v in model.state_dict().items())
@@ -335,34 +336,33 @@ def test_save_writes_a_consistent_pair_and_no_temporaries(tmp_path):
     model = _tiny_model()
     checkpoint.save(tmp_path, model, fake_state(3, note="x"))
     assert step_of(tmp_path / "model.safetensors") == 3
-    assert checkpoint.load_trainer(tmp_path) == fake_state(3, note="x")
+    sha = hashlib.sha256((tmp_path / "model.safetensors").read_bytes()).hexdigest()
+    assert checkpoint.load_trainer(tmp_path) == fake_state(3, note="x") | {"model_sha256": sha}
     other = _tiny_model(seed=1)
-    assert runs.load_weights(tmp_path, other) == 3
+    assert runs.load_weights(tmp_path, other).step == 3
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
     assert leftovers(tmp_path) == []
 
 
-def _crash_on_rename(monkeypatch, name: str) -> None:
-    real = os.replace
+def _crashed_between_the_renames(run_dir: Path, model, step: int) -> None:
+    """What a process killed between the commit's two renames leaves: the new trainer.pt, the
+    new weights still in their temporary, and the previous trainer.pt's second name."""
+    os.link(run_dir / "trainer.pt", run_dir / checkpoint.TRAINER_OLD)
+    weights = checkpoint._model_bytes(model, step)
+    (run_dir / checkpoint.MODEL_TMP).write_bytes(weights)
+    state = fake_state(step) | {"model_sha256": hashlib.sha256(weights).hexdigest()}
+    (run_dir / checkpoint.TRAINER_TMP).unlink(missing_ok=True)
+    torch.save(state, run_dir / checkpoint.TRAINER_TMP)
+    os.replace(run_dir / checkpoint.TRAINER_TMP, run_dir / "trainer.pt")
 
-    def replace(src, dst, *a, **kw):
-        if Path(src).name == name:
-            raise OSError("simulated crash")
-        return real(src, dst, *a, **kw)
 
-    monkeypatch.setattr(os, "replace", replace)
-
-
-def test_crash_between_the_two_renames_is_repaired_by_recover(tmp_path, monkeypatch):
+def test_crash_between_the_two_renames_is_repaired_by_recover(tmp_path):
     model = _tiny_model()
     checkpoint.save(tmp_path, model, fake_state(1))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    with monkeypatch.context() as m:
-        _crash_on_rename(m, "model.safetensors.tmp")  # trainer.pt renamed, weights not yet
-        with pytest.raises(OSError, match="simulated"):
-            checkpoint.save(tmp_path, model, fake_state(2))
+    _crashed_between_the_renames(tmp_path, model, 2)
     assert checkpoint.load_trainer(tmp_path)["step"] == 2
     assert step_of(tmp_path / "model.safetensors") == 1  # the pair on disk is inconsistent
 
@@ -374,22 +374,28 @@ def test_crash_between_the_two_renames_is_repaired_by_recover(tmp_path, monkeypa
     assert leftovers(tmp_path) == []
 
 
-def test_crash_before_the_renames_keeps_the_previous_pair(tmp_path, monkeypatch):
+def test_a_failed_rename_keeps_the_previous_pair_and_no_temporaries(tmp_path, monkeypatch):
     model = _tiny_model()
     checkpoint.save(tmp_path, model, fake_state(1))
     before = (tmp_path / "model.safetensors").read_bytes()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    with monkeypatch.context() as m:
-        _crash_on_rename(m, "trainer.pt.tmp")
-        with pytest.raises(OSError, match="simulated"):
-            checkpoint.save(tmp_path, model, fake_state(2))
-    assert leftovers(tmp_path) == ["model.safetensors.tmp", "trainer.pt.tmp"]
-    checkpoint.recover(tmp_path)
-    assert leftovers(tmp_path) == []
-    assert checkpoint.load_trainer(tmp_path)["step"] == 1
-    assert (tmp_path / "model.safetensors").read_bytes() == before
+    real = os.replace
+    for name in ("trainer.pt.tmp", "model.safetensors.tmp"):  # the first rename, then the second
+
+        def replace(src, dst, *a, failing=name, **kw):
+            if Path(src).name == failing:
+                raise OSError(errno.EIO, "simulated failure")
+            return real(src, dst, *a, **kw)
+
+        with monkeypatch.context() as m:
+            m.setattr(os, "replace", replace)
+            with pytest.raises(UserError, match="step 1 is kept"):
+                checkpoint.save(tmp_path, model, fake_state(2))
+        assert leftovers(tmp_path) == []
+        assert checkpoint.load_trainer(tmp_path)["step"] == 1
+        assert (tmp_path / "model.safetensors").read_bytes() == before
 
 
 @pytest.mark.parametrize("how", ["half-written", "garbage", "empty"])

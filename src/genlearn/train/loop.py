@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from genlearn import __version__, runs
+from genlearn import __version__, files, memory, runs
 from genlearn import config as cfg
 from genlearn import data as datasets
 from genlearn.errors import Interrupted, TrainingError, UserError
@@ -147,6 +147,7 @@ def _setup(model, config, run_dir, name, progress: bool, data) -> _Run:
     if config.batch_size % group.world:
         raise UserError(f"batch_size {config.batch_size} must divide evenly over {group.world} ranks")
     model.to(device)  # initial weights were drawn from config.seed (registry.instantiate)
+    memory.check_training_memory(model, name, device)  # before the first step allocates the rest
     data = data or datasets.load(config)
     datasets.check_fits(model, data, config.dataset)
     model.prepare(data, config.batch_size)
@@ -259,7 +260,7 @@ class _Log:
 
     def _truncate_after(self, step: int) -> None:
         """On resume, forget lines logged after the checkpoint (they will be logged again)."""
-        if not (self.enabled and self.path.exists()):
+        if not (self.enabled and files.lexists(self.path)):
             return
         keep = [r for r in runs.read_records(self.path) if r.get("step", 0) <= step]
         runs.atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in keep))
@@ -294,11 +295,7 @@ class _Log:
     def write(self, record: dict[str, Any], prefix: str = "train") -> None:
         if not self.enabled:
             return
-        try:
-            with open(self.path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-        except OSError as exc:
-            raise UserError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        files.append_text(self.path, json.dumps(record) + "\n")  # never through a link
         if self._writer is not None:
             writer = self._writer.result()
             for key, value in record.items():
@@ -379,11 +376,13 @@ class _Checkpoints:
             checkpoint.save(self.run.run_dir, *self.pending)
         self.pending = None
 
-    def save_now(self, counters: _Counters, log: _Log) -> None:
-        """Checkpoint the current state unless its weights are no longer finite."""
+    def save_now(self, counters: _Counters, log: _Log) -> runs.WeightsId | None:
+        """Checkpoint the current state unless its weights are no longer finite; the identity of
+        the weights written (None on the other ranks, or when nothing was written)."""
         snap = self.snapshot(counters, log)
         if snap is not None and all(t.isfinite().all() for t in snap[0].values() if t.is_floating_point()):
-            checkpoint.save(self.run.run_dir, *snap)
+            return checkpoint.save(self.run.run_dir, *snap)
+        return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -416,8 +415,10 @@ def fit(
                 for name in (runs.CONFIG_FILE, runs.METRICS_FILE):
                     (run.run_dir / name).unlink(missing_ok=True)
             raise
-        ckpt.save_now(counters, log)
-        results = _finish(run, counters, log, out_of_time, previous, stop) if run.main else {}
+        weights = ckpt.save_now(counters, log)
+        if run.main:
+            weights = weights or runs.weights_id(run.run_dir)  # the weights results.json describes
+        results = _finish(run, counters, log, out_of_time, previous, stop, weights) if run.main else {}
         log.close()
     distributed.barrier(run.group)
     distributed.shutdown(run.group)
@@ -529,6 +530,15 @@ def _evaluate(run: _Run, split: str) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
+def _same_weights(previous: dict[str, Any], weights: runs.WeightsId) -> bool:
+    """Whether earlier results describe these very weights (by sha256; older results by step)."""
+    try:
+        runs.check_same_weights(previous, weights, "")
+    except UserError:
+        return False
+    return True
+
+
 def _part_key(key: str, part: str) -> str:
     """A figure's name on a further test part: nll_bound -> nll_bound_heldout, and its standard
     error nll_bound_stderr -> nll_bound_heldout_stderr (as `genlearn eval` names them)."""
@@ -545,13 +555,21 @@ def _data_description(dataset: str, binary: bool) -> str:
 
 
 def _finish(
-    run: _Run, counters: _Counters, log: _Log, out_of_time: bool, previous: dict[str, Any], stop: _StopFlag
+    run: _Run,
+    counters: _Counters,
+    log: _Log,
+    out_of_time: bool,
+    previous: dict[str, Any],
+    stop: _StopFlag,
+    weights: runs.WeightsId,
 ) -> dict[str, Any]:
     """Test figures and pictures, then results.json, written last: a run is finished when its
     results.json exists. A stop asked for meanwhile (Ctrl-C, SIGTERM) ends the run as interrupted
-    between the two, and resuming it finishes it. Metrics that `genlearn eval` added to the
-    results of a resumed run are kept when the weights did not change (no step trained), and kept
-    apart as `earlier_metrics` (with the step they were computed at) when they did."""
+    between the two, and resuming it finishes it. results.json names the `weights` it describes
+    (their step and sha256), so that `genlearn eval` files a figure only with the weights it was
+    computed from. Metrics that `genlearn eval` added to the results of a resumed run are kept
+    when the weights did not change, and kept apart as `earlier_metrics` (with the step they
+    were computed at) when they did."""
     test = _evaluate(run, "test")
     for part in run.data.test_parts:  # e.g. held-out captions, reported apart: nll_bound_heldout
         test |= {_part_key(k, part): v for k, v in _evaluate(run, part).items()}
@@ -571,6 +589,7 @@ def _finish(
         "seed": run.config.seed,
         "epochs": round(counters.epoch + counters.batch / run.steps_per_epoch, 4),
         "steps": counters.step,
+        "weights": weights.as_json(),
         "stopped_by": "time_limit" if out_of_time else "epochs",
         "train_time_s": round(counters.elapsed, 2),
         "ranks": run.group.world,
@@ -579,7 +598,7 @@ def _finish(
         "figures": figures,
     }
     added = {k: v for k, v in previous.get("metrics", {}).items() if k not in test}
-    if added and previous.get("steps") == counters.step:
+    if added and _same_weights(previous, weights):
         results["metrics"] = test | added
     elif added:
         results["earlier_metrics"] = {"steps": previous.get("steps"), **added}

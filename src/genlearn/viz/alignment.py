@@ -42,7 +42,7 @@ from genlearn.viz.canvas import (
     upscale,
     with_progress_bar,
 )
-from genlearn.viz.grids import grid
+from genlearn.viz.grids import grid, save_figure, save_image
 
 SHADE = (235, 105, 0)  # a word of weight 1 (weight 0 is white)
 WHITE = (255, 255, 255)
@@ -259,11 +259,16 @@ def save_alignment_gif(
     palette = _gif_palette()
     frames = [_to_palette(f, palette) for f in frames]
     durations = [duration_ms] * (len(frames) - 1) + [max(hold_ms, duration_ms)]
-    path = Path(path)
-    frames[0].save(
-        path, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False, disposal=1
+    return save_image(
+        frames[0],
+        path,
+        save_all=True,
+        append_images=frames[1:],
+        duration=durations,
+        loop=0,
+        optimize=False,
+        disposal=1,
     )
-    return path
 
 
 def alignment_matrix_figure(alphas: torch.Tensor, captions: Sequence[str], ncol: int | None = None):
@@ -315,6 +320,4 @@ def save_alignment_matrix(
 ) -> Path:
     """Write `alignment_matrix_figure` as a PNG."""
     fig, _ = alignment_matrix_figure(alphas, captions, ncol=ncol)
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    return path
+    return save_figure(fig, path, dpi=100)

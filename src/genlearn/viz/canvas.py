@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from genlearn.viz.grids import grid
+from genlearn.viz.grids import grid, save_image
 
 PAD = 2  # grid()'s default padding between tiles
 RED = (255, 0, 0)
@@ -130,11 +130,16 @@ def save_canvas_gif(
     last held for `hold_ms`; write windows (T, n, 4) drawn as red rectangles when given."""
     frames = canvas_frames(canvases, windows, nrow=nrow, scale=scale)
     durations = [duration_ms] * (len(frames) - 1) + [max(hold_ms, duration_ms)]
-    path = Path(path)
-    frames[0].save(
-        path, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False, disposal=1
+    return save_image(
+        frames[0],
+        path,
+        save_all=True,
+        append_images=frames[1:],
+        duration=durations,
+        loop=0,
+        optimize=False,
+        disposal=1,
     )
-    return path
 
 
 def default_steps(T: int, count: int = 10) -> tuple[int, ...]:
@@ -161,6 +166,4 @@ def save_canvas_strip(
             raise ValueError(f"step {s} is outside the {T} canvases")
     tiles = torch.stack([canvases[list(steps), i] for i in range(n)])  # (n, len(steps), C, H, W)
     img = upscale(Image.fromarray(grid(tiles.flatten(0, 1), nrow=len(steps))), scale)
-    path = Path(path)
-    img.save(path)
-    return path
+    return save_image(img, path)

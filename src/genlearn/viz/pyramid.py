@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from genlearn.viz.grids import save_image
+
 GREYS = 128  # palette entries 0..127: black to white
 RAMP = 64  # 128..191: white to red (h > 0), 192..255: white to blue (h < 0)
 BACKGROUND = 96  # the mid-dark grey between tiles (a white gap would vanish beside a residual)
@@ -167,9 +169,7 @@ def save_pyramid_png(
     images: Sequence[torch.Tensor], residuals: Sequence[torch.Tensor], path: str | Path, scale: int = 3
 ) -> Path:
     """Write `pyramid_picture` as a PNG."""
-    path = Path(path)
-    pyramid_picture(images, residuals, scale).save(path)
-    return path
+    return save_image(pyramid_picture(images, residuals, scale), path)
 
 
 def pyramid_frames(
@@ -199,8 +199,13 @@ def save_pyramid_gif(
     samples) held for `hold_ms`."""
     frames = pyramid_frames(images, residuals, nrow=nrow, scale=scale)
     durations = [duration_ms] * (len(frames) - 1) + [max(hold_ms, duration_ms)]
-    path = Path(path)
-    frames[0].save(
-        path, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False, disposal=1
+    return save_image(
+        frames[0],
+        path,
+        save_all=True,
+        append_images=frames[1:],
+        duration=durations,
+        loop=0,
+        optimize=False,
+        disposal=1,
     )
-    return path
