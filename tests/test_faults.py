@@ -3,7 +3,10 @@
 A second process on a run directory, a resume that changes what defines the run, files in --out
 that belong to no run, a damaged metrics.jsonl, a full disk while checkpointing, a stop during the
 final figures, bad paths and values, files that parse but have the wrong structure, a damaged
-MNIST cache, and the 2-D GAN's samples. Runs are tiny VAEs on 300 MNIST images (a second each).
+MNIST cache, and the 2-D GAN's samples; a run's files that are links, a checkpoint whose commit
+fails part-way, an output over the file-size limit, weights that are NaN, results.json that is a
+directory or nested too deeply. Runs are tiny VAEs on 300 MNIST images (a second each); the lower
+layers' own checks, without MNIST, are in test_files.py.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from conftest import assert_user_error, cli_env, needs_mnist, run_main
@@ -137,7 +141,7 @@ def test_a_metric_that_cannot_be_recorded_is_printed_all_the_same(tmp_path, monk
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(runs, "write_synced", read_only)
+    monkeypatch.setattr(os, "fsync", read_only)  # every write of a run file fsyncs before its rename
     proc = run_main("eval", run_dir, "--metric", "nll", "--k", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["nll_k2"] > 0
@@ -230,7 +234,16 @@ def test_bad_out_paths_are_one_line(tmp_path):
 
 @pytest.mark.parametrize(
     "value,contains",
-    [("seed=2e13", "seed"), ("seed=20000000000000", "at most"), ("lr=inf", "finite"), ("lr=nan", "finite")],
+    [
+        ("seed=2e13", "seed"),
+        ("seed=20000000000000", "at most"),
+        ("lr=inf", "finite"),
+        ("lr=nan", "finite"),
+        ("lr=1e-400", "too small"),  # would parse to 0.0 and train at lr 0
+        ("lr=1e999", "too large"),
+        ("hidden_units=100000000", "more than"),  # refused before the allocator sees it
+        ("latent_dim=99999999999999999999", "too large"),
+    ],
 )
 def test_bad_values_are_refused_before_anything_is_written(tmp_path, value, contains):
     assert_user_error(train(tmp_path / "run", "epochs=1", value), contains=contains)
@@ -301,7 +314,8 @@ def test_a_trainer_state_of_another_family_is_refused(tmp_path):
     assert proc.returncode == 0, proc.stderr
     shutil.copy(vae_run / runs.TRAINER_FILE, other / runs.TRAINER_FILE)
     proc = run_main("train", "autoencoder", "--out", other, "--resume", "--quiet", "--set", "epochs=2")
-    assert_user_error(proc, contains="trainer.pt does not fit this model")
+    line = assert_user_error(proc, contains="trainer.pt")
+    assert "does not fit this model" in line or "not a pair" in line
 
 
 def test_a_results_file_holding_a_list_is_refused(tmp_path):
@@ -378,7 +392,142 @@ def test_resuming_with_results_that_are_not_numbers_prints_its_summary(tmp_path)
 def test_metrics_of_other_weights_are_not_filed_with_a_runs_results(tmp_path):
     run_dir = finished(tmp_path / "run")
     res = runs.results(run_dir)
-    runs.write_json(run_dir / runs.RESULTS_FILE, res | {"steps": 999})  # as while a resume trains on
+    other = {"step": 999, "sha256": "0" * 64}
+    runs.write_json(run_dir / runs.RESULTS_FILE, res | {"steps": 999, "weights": other})  # a resume's
     proc = run_main("eval", run_dir, "--metric", "nll", "--k", "2")
     assert proc.returncode == 0 and "nll_k2:" in proc.stdout and "step 999" in proc.stderr
     assert "nll_k2" not in runs.results(run_dir)["metrics"]
+
+
+# --------------------------------------------------------------------------------------------
+# A run's own files that are links, a checkpoint commit that fails, outputs past a limit
+
+
+def _victim(tmp_path) -> Path:
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"someone else's file")
+    return victim
+
+
+def _no_temporaries(directory: Path) -> bool:
+    return not [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_lock_that_is_a_link_is_never_written_through(tmp_path):
+    run_dir = finished(tmp_path / "run")
+    victim = _victim(tmp_path)
+    (run_dir / runs.LOCK_FILE).unlink()
+    (run_dir / runs.LOCK_FILE).symlink_to(victim)
+    proc = run_main("eval", run_dir, "--metric", "nll", "--k", "2")
+    assert proc.returncode == 0 and "nll_k2:" in proc.stdout and "symbolic link" in proc.stderr
+    assert_user_error(train(run_dir, "epochs=2", resume=True), contains="symbolic link")
+    assert victim.read_bytes() == b"someone else's file"
+    assert "nll_k2" not in runs.results(run_dir)["metrics"]
+
+
+@pytest.mark.parametrize(
+    "name,command",
+    [
+        (runs.CONFIG_FILE, "info"),
+        (runs.RESULTS_FILE, "info"),
+        (runs.MODEL_FILE, "sample"),
+        (runs.TRAINER_FILE, "resume"),
+        (runs.METRICS_FILE, "resume"),
+    ],
+)
+def test_a_runs_own_files_that_are_links_are_refused(tmp_path, name, command):
+    run_dir = finished(tmp_path / "run")
+    victim = tmp_path / "elsewhere"
+    shutil.move(run_dir / name, victim)  # the file's own content, moved out and linked back
+    (run_dir / name).symlink_to(victim)
+    before = victim.read_bytes()
+    if command == "info":
+        proc = run_main("info", run_dir)
+    elif command == "sample":
+        proc = run_main("sample", run_dir, "--n", "4", "--out", tmp_path / "s.png")
+    else:
+        proc = train(run_dir, "epochs=2", "log_every=1", resume=True)
+    assert_user_error(proc, contains="symbolic link")
+    assert victim.read_bytes() == before
+
+
+@pytest.mark.parametrize("how", ["immutable weights", "a failing rename"])
+def test_a_checkpoint_that_cannot_be_committed_keeps_the_previous_pair(tmp_path, monkeypatch, how):
+    run_dir = finished(tmp_path / "run")
+    pair = {f: (run_dir / f).read_bytes() for f in (runs.MODEL_FILE, runs.TRAINER_FILE)}
+    if how == "immutable weights":
+        if subprocess.run(["chattr", "+i", str(run_dir / runs.MODEL_FILE)], capture_output=True).returncode:
+            pytest.skip("chattr +i is not available here")
+    else:
+        real = os.replace
+
+        def replace(src, dst, *args, **kwargs):  # the second of the commit's two renames fails
+            if str(src).endswith(runs.MODEL_FILE + ".tmp"):
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            return real(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, "replace", replace)
+    try:
+        proc = train(run_dir, "epochs=3", "checkpoint_every=0", resume=True)
+    finally:
+        subprocess.run(["chattr", "-i", str(run_dir / runs.MODEL_FILE)], capture_output=True)
+        monkeypatch.undo()
+    assert "step 3 is kept" in assert_user_error(proc)
+    assert {f: (run_dir / f).read_bytes() for f in pair} == pair and _no_temporaries(run_dir)
+    assert train(run_dir, "epochs=3", resume=True).returncode == 0  # and the run goes on from there
+    assert runs.results(run_dir)["steps"] == 9
+
+
+def test_sample_over_the_file_size_limit_keeps_the_previous_file(tmp_path):
+    import resource
+
+    run_dir = finished(tmp_path / "run")
+    out = tmp_path / "grid.png"
+    out.write_bytes(b"the previous grid")
+    proc = subprocess.run(
+        [sys.executable, "-m", "genlearn", "sample", str(run_dir), "--n", "64", "--out", str(out)],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2000, resource.RLIM_INFINITY)),
+    )
+    assert_user_error(proc, contains="file-size limit")
+    assert out.read_bytes() == b"the previous grid" and _no_temporaries(tmp_path)
+
+
+def test_weights_with_nan_are_refused_naming_the_tensor(tmp_path):
+    run_dir = finished(tmp_path / "run")
+    tensors = safetensors.torch.load_file(str(run_dir / runs.MODEL_FILE))
+    name = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+    tensors[name].view(-1)[0] = float("nan")
+    safetensors.torch.save_file(tensors, str(run_dir / runs.MODEL_FILE), metadata={"step": "3"})
+    line = assert_user_error(run_main("sample", run_dir, "--n", "4", "--out", tmp_path / "s.png"))
+    assert repr(name) in line and "non-finite" in line
+    assert not (tmp_path / "s.png").exists()
+
+
+@pytest.mark.parametrize("damage", ["directory", "nested", "digits"])
+def test_a_damaged_results_file_is_one_line(tmp_path, damage):
+    run_dir = finished(tmp_path / "run")
+    path = run_dir / runs.RESULTS_FILE
+    path.unlink()
+    if damage == "directory":
+        path.mkdir()
+    else:
+        path.write_text(
+            "[" * 100_000 if damage == "nested" else '{"metrics": {}, "steps": 1' + "0" * 5000 + "}"
+        )
+    assert_user_error(run_main("info", run_dir), contains="results.json")
+    assert_user_error(run_main("compare", run_dir, run_dir), contains="results.json")
+
+
+def test_a_train_out_with_a_name_over_255_bytes_is_one_line(tmp_path):
+    assert_user_error(train(tmp_path / ("x" * 300), "epochs=1"), contains="255")
+    assert_user_error(train(tmp_path / ("x" * 300) / "run", "epochs=1"), contains="255")
+
+
+def test_results_name_the_weights_they_describe(tmp_path):
+    run_dir = finished(tmp_path / "run")
+    res = runs.results(run_dir)
+    assert res["weights"] == runs.weights_id(run_dir).as_json() and res["weights"]["step"] == res["steps"]
