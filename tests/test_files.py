@@ -362,7 +362,7 @@ def test_a_captions_file_with_a_byte_order_mark(tmp_path):
         ("lr=1e-310", "too small"),
         ("lr=" + "9" * 400, "too large"),
         ("epochs=" + "9" * 30, "too large"),
-        ("epochs=" + "9" * 5000, "not a int"),
+        ("epochs=" + "9" * 5000, "not an integer"),
     ],
 )
 def test_numbers_that_do_not_fit_their_type_are_refused(value, match):

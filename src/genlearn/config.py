@@ -144,7 +144,11 @@ def _parse_value(key: str, raw: Any, typ: Any) -> Any:
         pass
     else:
         return raw
-    raise UserError(f"bad value for {key!r}: {_short(raw)} is not a {typ.__name__}")
+    raise UserError(f"bad value for {key!r}: {_short(raw)} is not {TYPE_WORDS.get(typ, typ.__name__)}")
+
+
+# a field's type as a message names it ("'two' is not an integer")
+TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 def _cut(text: str) -> str:
