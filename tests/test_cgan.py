@@ -9,11 +9,11 @@ import torch
 
 from conftest import assert_user_error, needs_mnist, one_thread, resume_then_compare, run_cli, run_main
 from genlearn import registry
-from genlearn.cli import parse_labels
 from genlearn.errors import UserError
 from genlearn.eval import classifier as clf
 from genlearn.eval import metrics
 from genlearn.models.base import GenerativeModel
+from genlearn.viz.samples import parse_labels
 
 SMALL = dict(g_channels=8, d_channels=8)
 

@@ -1,6 +1,7 @@
 """The pictures every run directory gets, chosen by the model's declared capabilities.
 
-- samples.png: 100 samples (every model); for 2-D points, a scatter plot of 2,500 over the modes;
+- samples.png: 100 samples (every model), as `genlearn sample RUN --n 100 --out samples.png`
+  writes them (`viz.samples`, seed 0); for 2-D points, a scatter plot of 2,500 over the modes;
   for a model that takes labels, a 10 x 10 grid with one row per class.
 - reconstructions.png: test images (odd rows) above their reconstructions (even rows).
 - manifold.png: for a 2-D latent space, the decoder's mean over a grid of z whose coordinates are
@@ -10,19 +11,29 @@
   canvas over time with each word shaded by its alignment weight, and the steps x words matrix,
   for a few test captions seen in training and a few held out; samples.png then has a row of 10
   per caption, listed in samples-captions.txt.
-- pyramid.png (a model that can `sample_pyramid`, LAPGAN): for 6 samples, each level's image and
-  residual, coarse to fine (viz/pyramid.py); a model that takes labels draws digits 0 to 5.
+- canvas.gif / .png (a model that can `sample_canvases`, DRAW): 16 canvases over time, and a
+  strip of steps of 8 of them.
+- pyramid.gif / .png (a model that can `sample_pyramid`, LAPGAN): 6 samples coarse to fine, and
+  each level's image and residual (viz/pyramid.py); a model that takes labels draws digits 0 to 5.
 - training.png: the training loss (and validation metrics) over steps, from metrics.jsonl.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from genlearn.viz.grids import save_grid
+from genlearn import runs
+from genlearn.files import atomic_write
+from genlearn.viz.grids import save_figure, save_grid
+from genlearn.viz.samples import write_samples
+
+CLASSES = 10  # a labelled model's samples.png: a row per digit
+PER_ROW = 10
+POINTS = 2500  # 2-D samples in the scatter plot
+CANVASES = 16  # DRAW's canvas.gif
+PYRAMIDS = 6  # LAPGAN's pyramid.gif and pyramid.png
 
 
 def manifold(model, steps: int = 20) -> torch.Tensor:
@@ -36,10 +47,10 @@ def manifold(model, steps: int = 20) -> torch.Tensor:
 
 
 def training_curve(run_dir: Path) -> Path | None:
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / runs.METRICS_FILE
     if not path.exists():
         return None
-    records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    records = runs.read_records(path)  # a line a crash cut short is skipped
     keys = next(
         (ks for ks in (("loss",), ("d_loss", "g_loss"), ("recon",)) if any(ks[0] in r for r in records)), None
     )
@@ -70,28 +81,7 @@ def training_curve(run_dir: Path) -> Path | None:
         ax.set(xlabel="epoch", ylabel=metric, title=f"validation {metric}")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = run_dir / "training.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
-
-
-def scatter(points: torch.Tensor, modes: torch.Tensor | None, out: Path) -> Path:
-    """2-D samples as dots, the true modes as crosses."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    pts = points.detach().cpu()
-    ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.4, label=f"{len(pts)} samples")
-    if modes is not None:
-        ax.scatter(modes[:, 0], modes[:, 1], marker="x", c="red", s=40, label="modes")
-    ax.set_aspect("equal")
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    out = save_figure(fig, run_dir / "training.png", dpi=100)
     plt.close(fig)
     return out
 
@@ -107,62 +97,58 @@ def reconstructions(model, images, out: Path, rows: int = 5, per_row: int = 10) 
     return save_grid(pairs.flatten(0, 2), out, nrow=per_row)
 
 
-def class_rows(n_classes: int = 10, per_class: int = 10) -> torch.Tensor:
-    """Labels for a grid with one row per class: 0 x per_class, 1 x per_class, ..."""
-    return torch.arange(n_classes).repeat_interleave(per_class)
-
-
 def write_run_figures(model, data, run_dir: str | Path) -> list[str]:
-    """Write the pictures this model supports into `run_dir`; returns their file names."""
+    """Write the pictures this model supports into `run_dir`; returns their file names. The
+    samples and the pictures over time are written by `viz.samples.write_samples`, as `genlearn
+    sample` writes them, with seed 0: samples.png of an unconditional model is `genlearn sample
+    RUN --n 100 --out samples.png`, of a labelled one `--labels 0-9 --n 100`."""
     run_dir = Path(run_dir)
     model.eval()
-    if model.image_shape is None:  # 2-D points (GANs on toy mixtures): a scatter plot over the modes
-        written = [scatter(model.sample(2500), data.modes, run_dir / "samples.png")]
-    elif "labels" in model.conditions:  # a 10 x 10 grid, one row per class
-        labels = class_rows().to(model.device)
-        written = [save_grid(model.sample(len(labels), labels=labels), run_dir / "samples.png", nrow=10)]
-    elif "captions" in model.conditions:  # a row of 10 per caption the data set shows
-        shown = [c for cond in data.figure_conditions().values() for c in cond.get("captions", [])]
-        captions = [c for c in shown for _ in range(10)]
-        written = [
-            save_grid(model.sample(len(captions), captions=captions), run_dir / "samples.png", nrow=10)
-        ]
-        (run_dir / "samples-captions.txt").write_text(
-            "".join(f"row {i + 1}: {c}\n" for i, c in enumerate(shown))
-        )
-    else:
-        written = [save_grid(model.sample(100), run_dir / "samples.png", nrow=10)]
+    written = _samples_picture(model, data, run_dir)
     if model.can("reconstruct"):
         written.append(reconstructions(model, data.test_x, run_dir / "reconstructions.png"))
     if model.can("latent_2d"):
         written.append(save_grid(manifold(model), run_dir / "manifold.png", nrow=20, scale=1))
-    if model.can("sample_alignments"):  # alignDRAW: the canvas and the words it attends to, over time
-        from genlearn.viz.alignment import save_alignment_gif, save_alignment_matrix
-
-        for tag, condition in data.figure_conditions().items():
-            n = len(next(iter(condition.values())))
-            canvases, windows, alphas, captions = model.sample_alignments(n, **condition)
-            written.append(
-                save_alignment_gif(canvases, windows, alphas, captions, run_dir / f"alignment-{tag}.gif")
-            )
-            written.append(save_alignment_matrix(alphas, captions, run_dir / f"alignment-{tag}.png"))
-    elif model.can("sample_canvases"):  # DRAW: the canvas over time, as in the paper's figures
-        from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip
-
-        canvases, windows = model.sample_canvases(16)
-        written.append(save_canvas_gif(canvases, run_dir / "canvas.gif", windows=windows))
-        written.append(save_canvas_strip(canvases[:, :8], run_dir / "canvas.png"))
-    if model.can("sample_pyramid"):  # LAPGAN: each level's image and residual, coarse to fine
-        from genlearn.viz.pyramid import save_pyramid_png
-
-        shown = 6
-        condition = (
-            {"labels": torch.arange(shown, device=model.device)} if "labels" in model.conditions else {}
-        )
-        images, residuals = model.sample_pyramid(shown, **condition)
-        written.append(save_pyramid_png(images, residuals, run_dir / "pyramid.png"))
+    written += _pictures_over_time(model, data, run_dir)
     curve = training_curve(run_dir)
     if curve:
         written.append(curve)
     model.train()
     return [p.name for p in written]
+
+
+def _samples_picture(model, data, run_dir: Path) -> list[Path]:
+    """samples.png: 2-D points as a scatter over the true modes; a row per class for a model that
+    takes labels; a row per caption the data set shows (listed in samples-captions.txt) for one
+    that takes captions; else 100 samples, 10 a row."""
+    out = run_dir / "samples.png"
+    if model.image_shape is None:
+        return write_samples(model, out, POINTS, modes=data.modes).paths
+    if "labels" in model.conditions:
+        return write_samples(model, out, CLASSES * PER_ROW, labels=range(CLASSES)).paths
+    if "captions" in model.conditions:
+        shown = [c for cond in data.figure_conditions().values() for c in cond.get("captions", [])]
+        atomic_write(
+            run_dir / "samples-captions.txt", "".join(f"row {i + 1}: {c}\n" for i, c in enumerate(shown))
+        )
+        return write_samples(model, out, len(shown) * PER_ROW, captions=shown).paths
+    return write_samples(model, out, PER_ROW * PER_ROW).paths
+
+
+def _pictures_over_time(model, data, run_dir: Path) -> list[Path]:
+    """alignDRAW: the canvas and the words it attends to for each set of captions the data set
+    shows (alignment-TAG.gif and the steps x words matrix alignment-TAG.png); DRAW: 16 canvases
+    (canvas.gif, canvas.png); LAPGAN: 6 pyramids (pyramid.gif, and pyramid.png, each level's
+    image and residual), digits 0 to 5 for a model that takes labels."""
+    if model.can("sample_alignments"):
+        written = []
+        for tag, condition in data.figure_conditions().items():
+            out = run_dir / f"alignment-{tag}.gif"
+            written += write_samples(model, out, captions=condition["captions"]).paths
+        return written
+    if model.can("sample_canvases"):
+        return write_samples(model, run_dir / "canvas.gif", CANVASES).paths
+    if model.can("sample_pyramid"):
+        labels = range(PYRAMIDS) if "labels" in model.conditions else None
+        return write_samples(model, run_dir / "pyramid.gif", PYRAMIDS, labels=labels).paths
+    return []
