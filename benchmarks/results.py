@@ -48,8 +48,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from genlearn import compare, registry, runs
+from genlearn import comparison as compare
 from genlearn import config as cfg
+from genlearn import registry, runs
 from genlearn.errors import UserError
 from genlearn.eval.metrics import SHARED_DRAW
 

@@ -28,7 +28,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from conftest import REAL_CACHE, assert_user_error, needs_mnist, one_thread
-from genlearn import cli, compare, registry, runs
+from genlearn import cli, registry, runs
+from genlearn import comparison as compare
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"train": 2000, "valid": 500, "test": 500}

@@ -1,17 +1,20 @@
 """genlearn: deep generative models of the lecture, trained, sampled and evaluated one way.
 
 >>> import genlearn
->>> model = genlearn.load("runs/vae")      # any run directory written by `genlearn train`
->>> images = model.sample(16)              # (16, 1, 28, 28), values in [0, 1]
+>>> run = genlearn.train("vae", "runs/my-vae", epochs=5)           # as `genlearn train vae --out ...`
+>>> model = genlearn.load("runs/my-vae")                            # any run directory
+>>> images = genlearn.sample("runs/my-vae", 16, out="grid.png")     # (16, 1, 28, 28) in [0, 1]
+>>> figures = genlearn.evaluate("runs/my-vae", "elbo", "nll", k=500)
+>>> print(genlearn.compare(["runs/my-vae", "runs/demo-vae"]).text())
+
+The functions live in `genlearn.api` (imported here; torch only loads when one is called).
 """
 
 from __future__ import annotations
 
+from genlearn.api import Run, compare, evaluate, export, load, sample, train
+from genlearn.errors import UserError
+
 __version__ = "0.1.0"
 
-
-def load(run_dir):
-    """The trained model of a run directory, in eval mode (weights from model.safetensors)."""
-    from genlearn.registry import load_model
-
-    return load_model(run_dir)
+__all__ = ["Run", "UserError", "__version__", "compare", "evaluate", "export", "load", "sample", "train"]

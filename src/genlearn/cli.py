@@ -1,7 +1,9 @@
-"""`genlearn train | sample | eval | compare | models | info`.
+"""`genlearn train | sample | eval | compare | export | models | info`: the arguments parsed, the
+work done by `genlearn.api`, the outcome printed.
 
 A user mistake prints one `error: ...` line and exits with status 2; a training failure (NaN loss)
-exits 1 with its own `error:` line; Ctrl-C during training saves a checkpoint and exits 130.
+exits 1 with its own `error:` line. Ctrl-C (or SIGTERM) during training saves a checkpoint and
+exits 130; anywhere else it prints one line saying what was and was not written, and exits 130.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
+from genlearn import api
 from genlearn.errors import Interrupted, TrainingError, UserError
 
 # `genlearn.eval.metrics.METRICS`'s names, written out so that `--help` does not import torch
 METRIC_NAMES = (
     "elbo", "nll", "probe", "parzen", "fid", "coverage", "label_agreement", "conformity", "nearest", "ais",
 )  # fmt: skip
+INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,16 +73,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     given.add_argument("--captions", metavar="FILE", help="captions to draw, one a line: a grid row each")
 
-    e = sub.add_parser("eval", help="evaluate a trained run on held-out data")
+    e = sub.add_parser(
+        "eval", help="evaluate a trained run on held-out data (test figures go to results.json)"
+    )
     e.add_argument("run")
     e.add_argument(
         "--metric",
         required=True,
         help=f"one or several, comma-separated (the metrics of samples then share one draw): {', '.join(METRIC_NAMES)}",
     )
-    e.add_argument("--k", type=int, default=5000, help="importance samples for nll")
+    e.add_argument("--k", type=int, help="importance samples for nll (default 5000)")
     e.add_argument(
-        "--ais-runs", type=int, default=100, help="AIS runs for ais (the protocol's 100; more tighten log Z)"
+        "--ais-runs", type=int, help="AIS runs for ais (default the protocol's 100; more tighten log Z)"
     )
     e.add_argument("--split", default="test", choices=("test", "valid"))
     e.add_argument("--seed", type=int, default=0)
@@ -101,50 +106,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--json", action="store_true", help="print the table as one JSON object")
 
+    x = sub.add_parser(
+        "export",
+        help="writes a shareable copy of a finished run: weights, config, results, pictures and a model card",
+    )
+    x.add_argument("run")
+    x.add_argument("dir", help="where the copy goes (e.g. zoo/NAME)")
+
     sub.add_parser("models", help="list the registered models")
     i = sub.add_parser("info", help="versions and data status, or one run's config and results")
     i.add_argument("run", nargs="?")
     return p
 
 
+# ---- train ----------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
     from genlearn import config as cfg
-    from genlearn import registry, runs
-    from genlearn.train import loop
 
-    registry.entry(args.model)  # unknown model: fail before touching the disk
     out = Path(args.out or f"runs/{args.model}")
-    values: dict[str, Any] = {}
-    if args.resume:
-        name, saved = registry.run_config(out)
-        if name != args.model:
-            raise UserError(f"{out} is a {name!r} run, not {args.model!r}")
-        values.update({k: getattr(saved, k) for k in cfg.fields_of(type(saved))})
-    else:
-        runs.check_empty(out)
-    if args.config:
-        file_values = cfg.read_toml(args.config)
-        named = file_values.pop("model", args.model)
-        file_values.pop("genlearn_version", None)
-        if named != args.model:
-            raise UserError(f"{args.config} is a config for model {named!r}, not {args.model!r}")
-        values.update(file_values)
-    values.update(cfg.parse_sets(args.set))
-    config = registry.make_config(args.model, values)
-    model = registry.instantiate(args.model, config)
     try:
-        res = loop.fit(model, config, out, args.model, resume=args.resume, progress=not args.quiet)
+        run = api.train(
+            args.model,
+            args.out,
+            config=[part for part in (args.config, cfg.parse_sets(args.set)) if part is not None],
+            resume=args.resume,
+            progress=not args.quiet,
+        )
     except Interrupted as stop:
         print(
             f"\ninterrupted at step {stop.step}: checkpoint saved in {out}; resume with: "
             f"genlearn train {args.model} --out {out} --resume",
             file=sys.stderr,
         )
-        return 130
+        return INTERRUPTED
     except KeyboardInterrupt:
-        kept = "the last checkpoint is kept" if (out / runs.TRAINER_FILE).exists() else "nothing was saved"
-        print(f"\ninterrupted; {kept}", file=sys.stderr)
-        return 130
+        print(f"\ninterrupted; {_checkpoint_kept(out)}", file=sys.stderr)
+        return INTERRUPTED
+    res = run.results
     if res:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items() if isinstance(v, float))
         print(f"{args.model}: {res['epochs']} epochs, {res['train_time_s']:.0f} s; test {shown}")
@@ -152,267 +150,106 @@ def cmd_train(args) -> int:
     return 0
 
 
-def parse_labels(text: str) -> list[int]:
-    """`3,3,7` -> [3, 3, 7]; `0-9` -> [0, 1, ..., 9]; ranges and single digits may be mixed."""
-    labels: list[int] = []
-    for part in text.split(","):
-        lo, dash, hi = part.strip().partition("-")
-        try:
-            first, last = int(lo), int(hi) if dash else int(lo)
-        except ValueError:
-            raise UserError(f"--labels expects digits like 3,3,7 or 0-9, not {text!r}") from None
-        if last < first:
-            raise UserError(f"--labels range {part.strip()!r} runs backwards")
-        labels.extend(range(first, last + 1))
-    return labels
+def _checkpoint_kept(out: Path) -> str:
+    from genlearn import files, runs
 
-
-def _read_captions(args) -> list[str]:
-    """--caption TEXT, or the non-empty lines of --captions FILE."""
-    if args.caption is not None:
-        return [args.caption]
-    path = Path(args.captions)
     try:
-        lines = [ln.strip() for ln in path.read_text().splitlines()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(
-            f"cannot read captions from {str(path)!r}: {getattr(exc, 'strerror', None) or exc}"
-        ) from None
-    captions = [ln for ln in lines if ln]
-    if not captions:
-        raise UserError(f"{str(path)!r} has no captions; write one caption a line")
-    return captions
+        kept = files.lexists(out / runs.TRAINER_FILE)
+    except UserError:
+        kept = False
+    return "the last checkpoint is kept" if kept else "nothing was saved"
 
 
-def _repeat_each(items: list, n: int | None, default_each: int, what: str) -> tuple[int, int]:
-    """(n, how many of each item) for n samples spread evenly over `items` (one grid row each)."""
-    n = len(items) * default_each if n is None else n
-    if n < 1 or n % len(items):
-        raise UserError(f"--n {n} is not a positive multiple of the {len(items)} {what} given")
-    return n, n // len(items)
-
-
-def _sample_conditions(model, args) -> tuple[int, dict, int]:
-    """How many samples, with which conditions, and how many of each condition (one grid row
-    each) `genlearn sample` asks for."""
-    import torch
-
-    gif = Path(args.out).suffix == ".gif"
-    asked = (
-        "labels"
-        if args.labels is not None
-        else "captions"
-        if (args.caption, args.captions) != (None, None)
-        else None
-    )
-    if asked is None:
-        n = (4 if gif and model.conditions else 64) if args.n is None else args.n
-        if n < 1:
-            raise UserError(f"--n must be at least 1, got {n}")
-        return n, {}, 1
-    if asked not in model.conditions:
-        takes = ", ".join(model.conditions) or "no condition"
-        flag = "--labels" if asked == "labels" else "--caption/--captions"
-        raise UserError(f"model {model.name!r} takes no {asked} (it takes {takes}); leave out {flag}")
-    if asked == "labels":
-        labels = parse_labels(args.labels)
-        n, each = _repeat_each(labels, args.n, 1, "labels")
-        return n, {"labels": torch.tensor(labels).repeat_interleave(each)}, each
-    captions = _read_captions(args)
-    n, each = _repeat_each(captions, args.n, 1 if gif else 8, "captions")
-    return n, {"captions": [c for c in captions for _ in range(each)]}, each
-
-
-MAX_GRID = 10_000  # images in one .png grid
-
-
-def _check_memory(model, n: int) -> None:
-    """Refuse, before anything is drawn, n samples that would not fit in half the free memory."""
-    import math
-    import os
-
-    need = n * math.prod(model.image_shape or (2,)) * 4  # float32
-    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    if need > free // 2:
-        raise UserError(
-            f"--n {n} needs {need / 2**30:.1f} GiB for the samples but {free / 2**30:.1f} GiB of memory "
-            "is free; ask for fewer (or several files with different --seed)"
-        )
-
-
+# ---- sample ---------------------------------------------------------------------------------------
 def cmd_sample(args) -> int:
-    import numpy as np
-    import torch
-
-    from genlearn import registry
-    from genlearn.viz.grids import save_grid
-
-    out = Path(args.out)
-    if out.suffix not in (".png", ".npz", ".gif"):
-        raise UserError(f"--out must end in .png, .npz or .gif, not {out.suffix or 'nothing'!r}")
-    if not out.parent.is_dir():
-        raise UserError(f"directory {str(out.parent)!r} does not exist")
-    model = registry.load_model(args.run)
-    n, condition, per_label = _sample_conditions(model, args)
-    options = model.sampling_options(args.temperature)  # {} at temperature 1
-    generator = torch.Generator().manual_seed(args.seed)
-    if out.suffix == ".gif" and model.can("sample_alignments"):
-        from genlearn.viz.alignment import save_alignment_gif, save_alignment_matrix
-
-        canvases, windows, alphas, captions = model.sample_alignments(
-            n, generator=generator, **condition, **options
-        )
-        save_alignment_gif(canvases, windows, alphas, captions, out)
-        shown = min(n, 8)
-        matrix = save_alignment_matrix(alphas[:, :shown], captions[:shown], out.with_suffix(".png"))
-        print(f"wrote the canvas and the words' alignment of {n} samples over {len(canvases)} steps to {out}")
-        print(f"wrote the alignment matrix (steps x words) of {shown} of them to {matrix}")
-        return 0
-    if out.suffix == ".gif" and model.can("sample_pyramid"):
-        from genlearn.viz.pyramid import save_pyramid_gif, save_pyramid_png
-
-        images, residuals = model.sample_pyramid(n, generator=generator, **condition, **options)
-        save_pyramid_gif(images, residuals, out, nrow=per_label if per_label > 1 else None)
-        shown = min(n, 8)
-        png = save_pyramid_png(
-            [x[:shown] for x in images], [h[:shown] for h in residuals], out.with_suffix(".png")
-        )
-        print(f"wrote the pyramid of {n} samples, coarse to fine over {len(images)} levels, to {out}")
-        print(f"wrote each level's image and residual of {shown} of them to {png}")
-        return 0
-    if out.suffix == ".gif" and not model.can("sample_canvases"):
-        raise UserError(
-            f"a .gif does not apply to model {model.name!r}: it has no sample_canvases(n, generator) "
-            "(the drawing over time) and no sample_pyramid(n, generator) (the pyramid coarse to fine); "
-            "write .png or .npz"
-        )
-    if out.suffix == ".gif":
-        from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip
-
-        canvases, windows = model.sample_canvases(n, generator=generator, **condition, **options)
-        save_canvas_gif(canvases, out, windows=windows)
-        strip = save_canvas_strip(canvases[:, : min(n, 8)], out.with_suffix(".png"))
-        print(f"wrote the canvas of {n} samples over {len(canvases)} steps to {out} and {strip}")
-        return 0
-    if out.suffix == ".png" and n > MAX_GRID:
-        raise UserError(f"--n {n} is too many for one picture (at most {MAX_GRID}); use .npz")
-    _check_memory(model, n)
-    samples = model.sample_in_chunks(n, generator=generator, temperature=args.temperature, **condition)
-    try:
-        if out.suffix == ".npz":  # images in [0, 1]; 2-D points as they are
-            np.savez_compressed(out, **{"images" if model.image_shape else "points": samples.numpy()})
-        elif model.image_shape is None:
-            from genlearn.viz.figures import scatter
-
-            scatter(samples, None, out)
-        else:
-            save_grid(samples.clamp(0, 1), out, nrow=per_label if per_label > 1 else None)
-    except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
-    print(f"wrote {n} samples to {out}")
+    captions = [args.caption] if args.caption is not None else None
+    if args.captions is not None:
+        captions = api.read_captions(args.captions)
+    written = api.write_samples(
+        args.run,
+        args.out,
+        args.n,
+        seed=args.seed,
+        temperature=args.temperature,
+        labels=args.labels,
+        captions=captions,
+    )
+    for line in written.lines:
+        print(line)
     return 0
 
 
+# ---- eval -----------------------------------------------------------------------------------------
 def cmd_eval(args) -> int:
-    from genlearn import config as cfg
-    from genlearn import data as datasets
-    from genlearn import registry
-    from genlearn.eval import metrics
+    from genlearn import runs
 
-    opts = metrics.Options(
+    done = api.evaluations(
+        args.run,
+        args.metric,
+        split=args.split,
         seed=args.seed,
         k=args.k,
         ais_runs=args.ais_runs,
-        split=args.split,
         temperature=args.temperature,
         progress=not args.json and sys.stderr.isatty(),
+        device=args.device,
     )
-    names = metric_names(args.metric)
-    device = cfg.resolve_device(args.device)
-    model = registry.load_model(args.run, device)
-    _, config = registry.run_config(args.run)
-    data = datasets.load(config, train=False)
-    split = {k: v.to(device) for k, v in data.split(args.split, binary=model.data_kind == "binary").items()}
-    for name, result, seconds in metrics.compute_many(names, model, split, data, opts):
-        report_metric(args, name, result, seconds, device)
+    args.recorded = []  # what the Ctrl-C line reports
+    for e in done:
+        if args.json:
+            record = {"run": args.run, "metric": e.metric, "split": args.split, **e.figures}
+            print(runs.dumps(record | {"seconds": e.seconds, "device": e.device}), flush=True)
+        else:
+            for k, v in e.figures.items():
+                print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+            print(f"({e.metric}, {args.split} split, {e.seconds:.1f} s)", flush=True)
+        if e.not_recorded:
+            print(f"warning: not recorded in results.json: {e.not_recorded}", file=sys.stderr)
+        elif e.recorded is not None:
+            args.recorded.append(e.metric)
+            print(f"recorded in {e.recorded}", file=sys.stderr, flush=True)
     return 0
 
 
-def metric_names(given: str) -> list[str]:
-    """`--metric a,b`: the names in order, each known (checked before any model or data is
-    loaded) and named once."""
-    from genlearn.eval import metrics
-
-    names = [name.strip() for name in given.split(",")]
-    for name in names:
-        metrics.check_name(name)
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise UserError(f"metric {twice[0]!r} is named twice in --metric")
-    return names
-
-
-def report_metric(args, name: str, result: dict[str, Any], seconds: float, device: Any) -> None:
-    """A computed metric recorded in results.json (test split only) and printed; a failure to
-    record is a warning under the figures, which are printed all the same and never lost."""
-    from genlearn import runs
-
-    not_recorded = ""
-    if args.split == "test":
-        try:
-            runs.record_metrics(args.run, result)
-        except UserError as exc:
-            not_recorded = f"warning: not recorded in results.json: {exc}"
-    if args.json:
-        record = {"run": args.run, "metric": name, "split": args.split, **result}
-        print(runs.dumps(record | {"seconds": seconds, "device": str(device)}), flush=True)
-    else:
-        for k, v in result.items():
-            print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
-        print(f"({name}, {args.split} split, {seconds:.1f} s)", flush=True)
-    if not_recorded:
-        print(not_recorded, file=sys.stderr)
-
-
+# ---- compare, export, models, info ----------------------------------------------------------------
 def cmd_compare(args) -> int:
-    from genlearn import compare
+    table = api.compare(args.runs, out=args.out)
+    text = table.json() if args.json else table.text()
+    written = ", ".join(map(str, table.written))
+    if written and args.json:  # stdout stays JSON
+        print(f"wrote {written}", file=sys.stderr)
+    print(f"{text}\n\nwrote {written}" if written and not args.json else text)
+    return 0
 
-    print(compare.command(args.runs, out=args.out, as_json=args.json))
+
+def cmd_export(args) -> int:
+    api.export(args.run, args.dir)
+    print(f"wrote a shareable copy of {args.run} to {args.dir}")
     return 0
 
 
 def cmd_models(args) -> int:
-    from genlearn import registry
-
-    width = max(map(len, registry.names()))
-    for name in registry.names():
-        print(f"{name.ljust(width)}  {registry.entry(name).description}")
+    found = api.models()
+    width = max(map(len, found))
+    for name, description in found.items():
+        print(f"{name.ljust(width)}  {description}")
     return 0
 
 
 def cmd_info(args) -> int:
-    import torch
-
-    import genlearn
-    from genlearn import registry, runs
-    from genlearn.data import mnist
-
     if args.run:
-        name, config = registry.run_config(args.run)
-        print(f"run {args.run}: model {name}")
-        print((Path(args.run) / "config.toml").read_text().rstrip())
-        res = runs.results(args.run)
-        if res:
-            print("results:", json.dumps(res.get("metrics", {}), indent=2))
+        info = api.info(args.run)
+        print(f"run {args.run}: model {info.model}")
+        print(info.config_text.rstrip())
+        if info.results:
+            print("results:", json.dumps(info.results.get("metrics", {}), indent=2))
         return 0
-    cache = mnist.cache_dir()
-    print(f"genlearn {genlearn.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"cuda: {'yes, ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}")
-    print(f"data cache: {cache}")
-    print(
-        f"  MNIST wheel: {'present' if (cache / mnist.WHEEL_NAME).exists() else 'missing: ' + mnist.fetch_command()}"
-    )
-    print(f"  MNIST arrays: {'cached' if (cache / mnist.CACHE_FILE).exists() else 'not yet cached'}")
+    env = api.environment()
+    print(f"genlearn {env['genlearn']}, torch {env['torch']}, {env['threads']} threads")
+    print(f"cuda: {env['cuda']}")
+    print(f"data cache: {env['cache']}")
+    print(f"  MNIST wheel: {env['wheel']}")
+    print(f"  MNIST arrays: {env['arrays']}")
     return 0
 
 
@@ -421,13 +258,59 @@ COMMANDS = {
     "sample": cmd_sample,
     "eval": cmd_eval,
     "compare": cmd_compare,
+    "export": cmd_export,
     "models": cmd_models,
     "info": cmd_info,
 }
 
 
+# ---- Ctrl-C outside training ------------------------------------------------------------------------
+def interrupted(args, started: float) -> str:
+    """What a command stopped by Ctrl-C (or SIGTERM) wrote and did not write. Every file genlearn
+    writes is written whole or not at all (a temporary renamed into place), so a file is either
+    new or as it was."""
+    if args.command == "train":  # stopped before the loop started
+        return _checkpoint_kept(Path(args.out or f"runs/{args.model}"))
+    if args.command == "eval":
+        recorded = getattr(args, "recorded", [])
+        if recorded:
+            return f"{', '.join(recorded)} recorded in {Path(args.run) / 'results.json'}; nothing else was written"
+        return "nothing was written (results.json is as it was)"
+    if args.command == "sample":
+        out = Path(args.out)
+        return _new_files([out, out.with_suffix(".png")], started, f"{args.out} is as it was")
+    if args.command == "compare" and args.out:
+        out = Path(args.out)
+        return _new_files([out / "compare.md", out / "compare.png"], started, f"{args.out} is as it was")
+    if args.command == "export":
+        return f"the copy in {args.dir} is incomplete; run the export again"
+    return "nothing was written"
+
+
+def _new_files(paths: list[Path], started: float, otherwise: str) -> str:
+    """Which of `paths` were written since `started`."""
+    fresh = []
+    for path in dict.fromkeys(paths):
+        try:
+            if path.stat().st_mtime >= started:
+                fresh.append(str(path))
+        except OSError:
+            pass
+    if fresh:
+        return f"wrote {', '.join(fresh)}; nothing else was written"
+    return f"nothing was written ({otherwise})"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import time
+
+    from genlearn import files
+
     args = _parser().parse_args(argv)
+    started = time.time()
+    previous = signal.getsignal(signal.SIGTERM)
+    files.raise_on_sigterm()  # a `kill` stops a command as Ctrl-C does
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
@@ -436,6 +319,32 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {interrupted(args, started)}", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:  # `genlearn info RUN | head`: the reader has gone; so has the output
+        _silence_stdout()
+        return 0
+    finally:
+        _restore(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _restore(signum: int, handler) -> None:
+    """Put back the handler a caller in this process had (main() may run inside another program)."""
+    import signal
+
+    try:
+        signal.signal(signum, handler)
+    except (ValueError, TypeError):  # not the main thread, or a handler set outside Python
+        pass
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ and image shape) is refused with one `UserError` line before any work (`compute`
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -400,6 +401,208 @@ def check_name(name: str) -> None:
     """Refuse an unknown metric name (before any model or data is loaded)."""
     if name not in METRICS:
         raise UserError(f"unknown metric {name!r}; available: {', '.join(METRICS)}")
+
+
+# ---- what each metric writes, declared once ---------------------------------------------------------
+# Every figure a metric (or training, for a few models) writes into results.json, in the order
+# tables show them: `genlearn compare` makes a row of each (its cells from these keys), its picture
+# captions the ones with a `short` name, and `make results` checks a metric was recorded by them.
+LIKELIHOOD = "likelihood"
+QUALITY = "sample quality"
+DIVERSITY = "diversity"
+REPRESENTATION = "representation"
+HIGHER, LOWER = "↑", "↓"  # which way is better
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure in results.json. `key` is its name there; a key with `{}` names a family of figures
+    (`nll_k{}`: one per k, `each` the regular expression of the part in braces), shown as
+    `generic` while no run reports one (no row at all when `generic` is empty). `label` says what
+    it is (`{}` the part), `better` which way is better, `short` its name in a picture's caption
+    ("" for none), `unit` its unit there; `sub` marks a reference under the figure above it (a
+    ceiling, a floor, a baseline). `cell` says how a table shows it with its `companions` (keys
+    folded into its cell): "plain", "stderr" (± the `stderr` key, `KEY_stderr` unless named),
+    "interval" (AIS's [low, high]), "probe" (the feature dimension), "histogram" (least / most
+    common class), "modes" (of how many). `metric` is the `genlearn eval --metric` that writes it
+    (None: training does, for the models it names); `only` narrows where it applies when one
+    metric gives different figures to different models (the metric's `NEEDS` decides the rest)."""
+
+    key: str
+    group: str
+    label: str
+    metric: str | None
+    better: str = ""
+    short: str = ""
+    unit: str = ""
+    sub: bool = False
+    cell: str = "plain"
+    digits: int = 2
+    companions: tuple[str, ...] = ()
+    stderr: str = ""
+    only: Callable[[Any], bool] | None = None
+    each: str = ""
+    generic: str = ""
+
+    def applies(self, model) -> bool | None:
+        """Whether the figure applies to `model`; None for a figure of training whose `only`
+        is not said (it applies where a run reports it, e.g. an exact log-likelihood)."""
+        if self.metric is not None:
+            return applies(self.metric, model) and (self.only is None or self.only(model))
+        return self.only(model) if self.only else None
+
+    def instance(self, part: str) -> Figure:
+        """The figure of one part of a family (`nll_k{}` -> `nll_k5000`); the generic figure for
+        part ""."""
+        if not self.each:
+            return self
+        if not part:
+            return replace(self, key=self.key.replace("{}", ""), label=self.generic,
+                           short=self.short.replace("{}", ""), each="")  # fmt: skip
+
+        def fill(text: str) -> str:
+            return text.replace("{}", part)
+
+        return replace(
+            self,
+            key=fill(self.key),
+            label=fill(self.label),
+            short=fill(self.short),
+            companions=tuple(map(fill, self.companions)),
+            stderr=fill(self.stderr),
+            each="",
+        )
+
+    def parts(self, keys: Iterable[str]) -> list[str]:
+        """The parts of this family that `keys` report (k of every IW estimate, in order)."""
+        pattern = re.compile(re.escape(self.key).replace(re.escape("{}"), f"({self.each})"))
+        found = {g[1] for k in keys if (g := pattern.fullmatch(k))}
+        return sorted(found, key=lambda p: (len(p), p) if p.isdigit() else (0, p))
+
+    @property
+    def text(self) -> str:
+        """The label as a table shows it: indented under its figure when `sub`, with ↑ / ↓."""
+        return ("  " if self.sub else "") + self.label + (f" {self.better}" if self.better else "")
+
+
+def _can(*capabilities: str) -> Callable[[Any], bool]:
+    return lambda model: any(model.can(c) for c in capabilities)
+
+
+def _digits(model) -> bool:
+    """`fid` of 28 x 28 digits is on the MNIST classifier's features."""
+    return tuple(model.image_shape or ()) == DIGITS
+
+
+def _canvases(model) -> bool:
+    """`fid` of 60 x 60 canvases is on the conformity checker's features (another row)."""
+    return tuple(model.image_shape or ()) == CANVAS_SHAPE
+
+
+def _bound_only(model) -> bool:
+    """`genlearn eval --metric nll` gives DRAW's bound only where there is no IW estimate."""
+    return model.can("nll_bound") and not model.can("log_likelihood")
+
+
+def _bound_parts(model) -> bool:
+    return _bound_only(model) and "captions" in model.conditions
+
+
+def _rbm_ais(model) -> bool:
+    return model.can("free_energy") and not model.can("ais_bound")
+
+
+def _points(model) -> bool:
+    return model.data_kind == "points"
+
+
+NATS = "nats"
+_STDERR = "stderr"
+_AIS = ("_low", "_high", "_stderr")
+
+FIGURES: tuple[Figure, ...] = (
+    Figure("elbo", LIKELIHOOD, "ELBO, variational lower bound on log p(x)", "elbo", HIGHER, "ELBO", NATS,
+           cell=_STDERR, companions=("elbo_stderr",)),
+    Figure("nll_k{}", LIKELIHOOD, "−log p(x), importance-weighted estimate, k={}", "nll", LOWER, "NLL k={}",
+           NATS, cell=_STDERR, companions=("nll_k{}_stderr",), only=_can("log_likelihood"), each=r"\d+",
+           generic="−log p(x), importance-weighted (k)"),
+    Figure("nll_bound", LIKELIHOOD, "−log p(x) ≤ variational bound L^x+L^z", "nll", LOWER, "bound", NATS,
+           cell=_STDERR, companions=("nll_bound_stderr",), only=_bound_only),
+    Figure("nll_bound_{}", LIKELIHOOD, "−log p(x) ≤ bound L^x+L^z, {} test part", "nll", LOWER, "bound ({})",
+           NATS, cell=_STDERR, companions=("nll_bound_{}_stderr", "nll_bound_stderr_{}"),
+           stderr="nll_bound_{}_stderr", only=_bound_parts, each=r"(?!stderr)\w+(?<!_stderr)"),
+    Figure("ais_log_likelihood", LIKELIHOOD, "log p(x), AIS estimate [±3σ of log Z]", "ais", HIGHER,
+           "AIS log p", NATS, cell="interval", companions=tuple(f"ais_log_likelihood{s}" for s in _AIS),
+           only=_rbm_ais),
+    Figure("ais_bound", LIKELIHOOD, "log p(x) ≥ AIS-based variational bound [±3σ]", "ais", HIGHER,
+           "AIS bound", NATS, cell="interval", companions=tuple(f"ais_bound{s}" for s in _AIS),
+           only=_can("ais_bound")),
+    Figure("ais_log_z", LIKELIHOOD, "log Z by AIS [±3σ]", "ais", short="log Z", sub=True, cell="interval",
+           companions=tuple(f"ais_log_z{s}" for s in _AIS)),
+    Figure("log_likelihood", LIKELIHOOD, "log p(x), exact (log Z enumerated)", None, HIGHER, "log p", NATS),
+    Figure("bound", LIKELIHOOD, "log p(x) ≥ variational bound, exact log Z", None, HIGHER, "bound", NATS),
+    Figure("parzen", LIKELIHOOD, "log p(x), Parzen estimate on 10,000 samples", "parzen", HIGHER, "Parzen",
+           NATS, cell=_STDERR, companions=("parzen_stderr", "parzen_sigma")),
+    Figure("parzen_real_train", LIKELIHOOD, "the same on 10,000 training images (ceiling)", "parzen",
+           sub=True, cell=_STDERR, companions=("parzen_real_train_stderr", "parzen_real_train_sigma")),
+    Figure("fid", QUALITY, "FID, MNIST classifier features, 10,000 samples", "fid", LOWER, "FID",
+           only=_digits),
+    Figure("fid_real", QUALITY, "FID of real validation images (floor)", "fid", sub=True, only=_digits),
+    Figure("fid_canvas", QUALITY, "Frechet distance, 60x60 checker features, 10,000 samples", "fid", LOWER,
+           "FD canvas", only=_canvases),
+    Figure("fid_canvas_real", QUALITY, "the same of real validation canvases (floor)", "fid", sub=True,
+           only=_canvases),
+    Figure("classifier_score", QUALITY, "classifier score exp E KL(p(y|x)‖p(y))", "coverage", HIGHER, "score"),
+    Figure("label_agreement", QUALITY, "label agreement: the classifier reads the label", "label_agreement",
+           HIGHER, "labels", cell=_STDERR, digits=4,
+           companions=("label_agreement_stderr", "label_agreement_per_class")),
+    Figure("conformity_seen", QUALITY, "caption conformity, seen captions", "conformity", HIGHER,
+           "conformity", cell=_STDERR, digits=4,
+           companions=("conformity_seen_stderr", "conformity_seen_per_type")),
+    Figure("conformity_real_seen", QUALITY, "real composites (ceiling)", "conformity", sub=True, digits=4),
+    Figure("conformity_heldout", QUALITY, "caption conformity, held-out captions", "conformity", HIGHER,
+           "held-out", cell=_STDERR, digits=4,
+           companions=("conformity_heldout_stderr", "conformity_heldout_per_type",
+                       "heldout_digit_right_per_type")),
+    Figure("conformity_real_heldout", QUALITY, "real composites (ceiling)", "conformity", sub=True, digits=4),
+    Figure("high_quality", QUALITY, "points within 3σ of a mode", None, HIGHER, "high quality", digits=4,
+           only=_points),
+    Figure("coverage_kl", DIVERSITY, "KL(class histogram ‖ uniform), 10,000 samples", "coverage", LOWER, "KL",
+           digits=4),
+    Figure("class_histogram", DIVERSITY, "least / most common class's share", "coverage", sub=True,
+           cell="histogram"),
+    Figure("nearest_train_samples", DIVERSITY, "distance to the nearest training image, 1,000 samples",
+           "nearest", short="nearest", cell=_STDERR, companions=("nearest_train_samples_stderr",)),
+    Figure("nearest_train_test", DIVERSITY, "the same for 1,000 test images (copies would be far below)",
+           "nearest", sub=True, cell=_STDERR, companions=("nearest_train_test_stderr",)),
+    Figure("modes_captured", DIVERSITY, "modes captured", None, HIGHER, "modes", cell="modes",
+           companions=("modes",), only=_points),
+    Figure("probe_accuracy", REPRESENTATION, "linear probe accuracy on its features", "probe", HIGHER, "probe",
+           cell="probe", digits=4, companions=("probe_dim",)),
+    Figure("probe_accuracy_pixels", REPRESENTATION, "the same probe on raw pixels (baseline)", "probe",
+           sub=True, digits=4),
+)  # fmt: skip
+
+
+def figures_of(name: str) -> list[Figure]:
+    """The figures metric `name` writes (a family such as `nll_k{}` once)."""
+    check_name(name)
+    return [f for f in FIGURES if f.metric == name]
+
+
+# The options of `genlearn eval` that only some metrics take: given for none of the metrics
+# asked, an option is refused (it would change nothing).
+OPTIONS: dict[str, tuple[str, ...]] = {"--k": ("nll",), "--ais-runs": ("ais",)}
+
+
+def check_options(names: list[str], given: Iterable[str]) -> None:
+    """Refuse, before any work, an option of `OPTIONS` given with none of the metrics it applies to."""
+    for option in given:
+        takers = OPTIONS[option]
+        if not any(name in takers for name in names):
+            raise UserError(
+                f"{option} applies to {' and '.join(takers)} only, not to {', '.join(names)}; leave it out"
+            )
 
 
 SAMPLED = ("parzen", "fid", "coverage", "label_agreement", "conformity", "nearest")  # metrics of samples
