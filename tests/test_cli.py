@@ -25,6 +25,7 @@ from conftest import REAL_CACHE, assert_user_error, needs_mnist, run_cli, run_ma
 
 pytestmark = [pytest.mark.slow, needs_mnist]
 
+LONG = "n" * 300  # a file name longer than any file system takes
 TINY = ["train_limit=500", "epochs=1", "hidden_units=32", "latent_dim=4", "log_every=1", "eval_every=0"]
 
 
@@ -121,8 +122,24 @@ def _mistakes(run: Path, tmp: Path) -> dict[str, tuple[list, dict, str, Path | N
         "sample --n 0": (["sample", run, "--n", "0", "--out", tmp / "x.png"], {}, "--n", None),
         "sample --out .jpg": (["sample", run, "--out", tmp / "x.jpg"], {}, ".png, .npz or .gif", tmp / "x.jpg"),
         "sample --out .gif of a vae": (["sample", run, "--out", tmp / "x.gif"], {}, "sample_canvases", tmp / "x.gif"),
-        "sample --out no extension": (["sample", run, "--out", tmp / "x"], {}, ".png, .npz or .gif", tmp / "x"),
+        "sample --out no extension": (["sample", run, "--out", tmp / "x"], {}, ".png, .npz or .gif (got no extension)", tmp / "x"),
         "sample --out in a missing directory": (["sample", run, "--out", tmp / "nodir" / "x.png"], {}, "does not exist", None),
+        # the rough edges a newcomer meets, each a line that says what to do
+        "--set a word for a number": (["train", "vae", "--out", new, "--set", "latent_dim=two"], {}, "'two' is not an integer", new),
+        "train: a misspelt model": (["train", "vea", "--out", new], {}, "did you mean 'vae'?", new),
+        "sample: a run's file for its directory": (
+            ["sample", run / "model.safetensors", "--out", tmp / "x.png"], {}, f"pass the run directory instead: {run}", None,
+        ),
+        "sample --temperature 0 of a vae": (
+            ["sample", run, "--out", tmp / "t.png", "--temperature", "0"], {}, "samples at temperature 1 only", tmp / "t.png",
+        ),
+        "eval: --ais-runs with nll": (["eval", run, "--metric", "nll", "--ais-runs", "10"], {}, "--ais-runs applies to ais only", None),
+        "eval: --k with elbo": (["eval", run, "--metric", "elbo", "--k", "10"], {}, "--k applies to nll only", None),
+        "train --out: a name over 255 bytes": (["train", "vae", "--out", tmp / LONG], {}, "at most 255", None),
+        "eval: a name over 255 bytes": (["eval", tmp / LONG, "--metric", "elbo"], {}, "at most 255", None),
+        "info: a name over 255 bytes": (["info", tmp / LONG], {}, "at most 255", None),
+        "compare: a name over 255 bytes": (["compare", run, tmp / LONG], {}, "at most 255", None),
+        "sample --out: a name over 255 bytes": (["sample", run, "--out", tmp / f"{LONG}.png"], {}, "at most 255", None),
         "unknown subcommand": (["frobnicate"], {}, "invalid choice", None),
         "unknown flag": (["train", "vae", "--bogus"], {}, "--bogus", None),
         "no subcommand": ([], {}, "required", None),
@@ -290,3 +307,92 @@ def test_load_returns_the_trained_model_in_eval_mode(trained_run):
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
     x = model.sample(5)
     assert x.shape == (5, 1, 28, 28) and float(x.min()) >= 0 and float(x.max()) <= 1
+
+
+def test_a_temperature_a_model_cannot_take_is_a_short_reason(trained_run, tmp_path):
+    line = assert_user_error(
+        run_main("sample", trained_run, "--out", tmp_path / "t.png", "--temperature", "0")
+    )
+    assert len(line) < 250 and "leave out --temperature" in line and "mu_t" not in line
+
+
+def test_an_extension_in_capitals_is_taken(trained_run, tmp_path):
+    proc = run_main("sample", trained_run, "--n", "4", "--out", tmp_path / "x.PNG")
+    assert proc.returncode == 0 and f"wrote 4 samples to {tmp_path / 'x.PNG'}" in proc.stdout, proc.stderr
+    with Image.open(tmp_path / "x.PNG") as img:
+        assert img.format == "PNG"
+
+
+def test_eval_says_where_it_records(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    proc = run_main("eval", run, "--metric", "elbo")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == f"recorded in {run / 'results.json'}\n"
+    proc = run_main("eval", run, "--metric", "elbo", "--split", "valid")  # validation figures are not
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+# ---- Ctrl-C outside training: one line saying what was written, status 130 --------------------------
+def _stop(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def _interrupted(proc) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[-1].startswith("interrupted; "), proc.stderr
+    return lines[-1]
+
+
+def test_ctrl_c_in_eval_says_which_figures_were_recorded(trained_run, tmp_path, monkeypatch):
+    from genlearn.eval import metrics
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    compute = metrics.compute
+    monkeypatch.setattr(metrics, "compute", lambda name, *a: compute(name, *a) if name == "elbo" else _stop())
+    line = _interrupted(run_main("eval", run, "--metric", "elbo,nll", "--k", "2"))
+    assert line == f"interrupted; elbo recorded in {run / 'results.json'}; nothing else was written"
+    recorded = json.loads((run / "results.json").read_text())["metrics"]
+    assert "elbo" in recorded and "nll_k2" not in recorded
+
+
+def test_ctrl_c_in_sample_leaves_the_previous_file(trained_run, tmp_path, monkeypatch):
+    import os
+    import signal
+    import time
+
+    from genlearn.viz import samples
+
+    out = tmp_path / "x.png"
+    out.write_bytes(b"the previous picture")
+
+    def signalled(*args, **kwargs):  # a real SIGINT, as Ctrl-C sends it
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+
+    monkeypatch.setattr(samples, "draw", signalled)
+    line = _interrupted(run_main("sample", trained_run, "--out", out))
+    assert line == f"interrupted; nothing was written ({out} is as it was)"
+    assert out.read_bytes() == b"the previous picture"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    "command,patch,says",
+    [
+        (["info", "RUN"], ("genlearn.api", "info"), "nothing was written"),
+        (["compare", "RUN"], ("genlearn.comparison.measure", "build"), "nothing was written"),
+        (["export", "RUN", "TMP/copy"], ("genlearn.api", "export"), "nothing was written to TMP/copy"),
+        (["train", "vae", "--out", "TMP/new"], ("genlearn.registry", "instantiate"), "nothing was saved"),
+    ],
+)
+def test_ctrl_c_says_what_was_written(trained_run, tmp_path, monkeypatch, command, patch, says):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module(patch[0]), patch[1], _stop)
+    args = [str(a).replace("RUN", str(trained_run)).replace("TMP", str(tmp_path)) for a in command]
+    line = _interrupted(run_main(*args))
+    assert line == f"interrupted; {says.replace('TMP', str(tmp_path))}"
+    assert not (tmp_path / "new").exists()

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import assert_user_error, needs_mnist, one_thread, run_main
-from genlearn import registry, runs
+from genlearn import comparison, registry, runs
 from genlearn.train import loop
 
 pytestmark = needs_mnist
@@ -194,3 +194,48 @@ def test_the_same_run_twice_is_refused(trio, tmp_path):
 def test_a_run_with_nothing_evaluated_is_refused_with_what_to_run(trio):
     line = assert_user_error(run_main("compare", trio["vae"], trio["bare-gan"]), contains="nothing evaluated")
     assert f"genlearn eval {trio['bare-gan']} --metric parzen" in line and "fid" in line
+
+
+def test_rows_come_from_what_each_metric_declares(trio, monkeypatch):
+    """A figure a metric declares gets its own labelled row (not one under "other"), its cell read
+    as the declaration says; compare keeps no list of keys of its own."""
+    from genlearn.eval import metrics
+
+    declared = metrics.Figure(
+        "sharpness", metrics.QUALITY, "sharpness of the samples", "fid", metrics.HIGHER, "sharp",
+        cell="stderr", digits=3, companions=("sharpness_stderr",),
+    )  # fmt: skip
+    runs.record_metrics(trio["gan"], {"sharpness": 0.5, "sharpness_stderr": 0.125})
+    monkeypatch.setattr(metrics, "FIGURES", (*metrics.FIGURES, declared))
+    table = _rows(_compare_json(trio["vae"], trio["gan"]))
+    row = table["sharpness"]
+    assert row["label"] == "sharpness of the samples ↑" and row["group"] == "sample quality"
+    assert [c["text"] for c in row["cells"]] == ["not run", "0.500 ±0.125"]  # fid applies to both
+    assert "sharpness_stderr" not in table  # a companion, folded into the cell
+    monkeypatch.undo()
+    assert _rows(_compare_json(trio["vae"], trio["gan"]))["sharpness"]["group"] == "other"
+
+
+def test_every_declared_figure_names_a_metric_that_writes_it():
+    from genlearn.eval import metrics
+
+    keys = [f.key for f in metrics.FIGURES]
+    assert len(keys) == len(set(keys))
+    assert {f.metric for f in metrics.FIGURES} - {None} == set(metrics.METRICS)  # every metric's rows
+    assert all(f.better in ("", "↑", "↓") and f.group in comparison.table.GROUPS for f in metrics.FIGURES)
+    assert [f.key for f in metrics.figures_of("ais")] == ["ais_log_likelihood", "ais_bound", "ais_log_z"]
+
+
+def test_the_picture_captions_say_units_direction_and_budget(trio):
+    from genlearn.comparison import measure, render
+
+    with one_thread():
+        table = measure.build([trio["vae"], trio["rbm"]])
+    vae = render.key_figures(table, 0)
+    assert vae[0].startswith("ELBO ") and vae[0].endswith(" nats ↑")
+    assert (
+        vae[-2].endswith("img/s sampled")
+        and vae[-1].startswith("trained 1 epoch, ")
+        and vae[-1].endswith(" on cpu")
+    )
+    assert [render.title(r) for r in table.runs] == ["vae", "rbm"]  # the name once

@@ -466,12 +466,14 @@ def compare(runs: Iterable[RunLike], *, out: str | os.PathLike[str] | None = Non
     return table
 
 
-def export(run: RunLike, out: str | os.PathLike[str]) -> Any:
-    """Write a shareable copy of a finished run into `out`: its weights, config, results, pictures
-    and a model card (`genlearn export RUN DIR`; `genlearn.zoo.export_run`).
+def export(run: RunLike, out: str | os.PathLike[str], **options: Any) -> Path:
+    """Write a shareable copy of a finished run into the new directory `out`: its weights, config,
+    results, pictures and a model card (`genlearn export RUN DIR`); `options` go to
+    `genlearn.zoo.export_run` (e.g. `metrics=["elbo"]`: the figures measured for the card).
+    Returns the directory written.
 
-    >>> genlearn.export("runs/demo-vae", "exported/demo-vae")  # doctest: +ELLIPSIS
-    ...
+    >>> genlearn.export("runs/demo-vae", "demo-vae-card", metrics=["elbo"])
+    PosixPath('demo-vae-card')
     """
     import importlib
 
@@ -481,7 +483,7 @@ def export(run: RunLike, out: str | os.PathLike[str]) -> Any:
         if exc.name != "genlearn.zoo":
             raise
         raise UserError("genlearn export is not available in this version (it has no genlearn.zoo)") from None
-    return zoo.export_run(run_directory(run), checked_path(out, "the export directory"))
+    return zoo.export_run(run_directory(run), checked_path(out, "the export directory"), **options)
 
 
 # ---- models and info ------------------------------------------------------------------------------

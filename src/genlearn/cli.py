@@ -223,8 +223,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export(args) -> int:
-    api.export(args.run, args.dir)
-    print(f"wrote a shareable copy of {args.run} to {args.dir}")
+    written = api.export(args.run, args.dir, progress=sys.stderr.isatty())
+    print(f"wrote a shareable copy of {args.run} to {written}")
     return 0
 
 
@@ -282,8 +282,8 @@ def interrupted(args, started: float) -> str:
     if args.command == "compare" and args.out:
         out = Path(args.out)
         return _new_files([out / "compare.md", out / "compare.png"], started, f"{args.out} is as it was")
-    if args.command == "export":
-        return f"the copy in {args.dir} is incomplete; run the export again"
+    if args.command == "export":  # the copy is made beside it and moved into place whole
+        return f"nothing was written to {args.dir}"
     return "nothing was written"
 
 
