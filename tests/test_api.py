@@ -245,3 +245,20 @@ def test_a_mistake_raises_the_line_the_cli_prints(inside, case):
 def test_import_genlearn_stays_light():
     code = "import sys, genlearn; assert 'torch' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_readme_python_example_calls_what_the_api_has():
+    """README's Python section compiles, and every `genlearn.NAME` it calls exists."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("## Python") : text.index("## Models")]
+    code = section[section.index("```python") + 9 : section.index("```", section.index("```python") + 9)]
+    compile(code, "README.md", "exec")
+    called = set(re.findall(r"genlearn\.(\w+(?:\.\w+)?)\(", section))
+    assert {"train", "load", "sample", "evaluate", "compare", "export"} <= called
+    for name in called:
+        obj = genlearn
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        assert callable(obj), name
