@@ -1,7 +1,17 @@
-"""`make results`: every registered family trained from its preset at one CPU budget, evaluated with
-every metric that applies to it, and compared in one table written into docs/RESULTS.md.
+"""`make results`: the cross-family table of docs/RESULTS.md and its per-entry tables, from the zoo;
+or, with `--budget`, every registered family trained from its preset at one CPU budget.
 
-    python benchmarks/results.py [--budget SECONDS] [--jobs N] [--plan DIR] [--results FILE] [--quick]
+    python benchmarks/results.py [--zoo DIR] [--results FILE]
+    python benchmarks/results.py --budget SECONDS [--jobs N] [--plan DIR] [--results FILE] [--quick]
+
+By default (the zoo) nothing is trained or evaluated again: every entry of zoo/ carries in its
+results.json the figures measured from its shipped weights when it was exported (`make zoo`,
+`genlearn export`). The table is `genlearn compare zoo/*` (with its sampling speeds measured here,
+on one thread), written between the page's `results` markers with docs/results/compare.png, and
+each entry's figures beside its paper's, its recipe, training time, CPU and date go between that
+entry's own markers (`<!-- zoo:NAME:begin -->` / `<!-- zoo:NAME:end -->`).
+
+With `--budget` (the equal-budget plan):
 
 The plan is one run directory per family under `--plan` (default runs/results), trained and
 evaluated through the command line as a user would (`genlearn train NAME --config PRESET --out DIR
@@ -50,7 +60,7 @@ from tqdm import tqdm
 
 from genlearn import comparison as compare
 from genlearn import config as cfg
-from genlearn import registry, runs
+from genlearn import registry, runs, zoo
 from genlearn.errors import UserError
 from genlearn.eval.metrics import SHARED_DRAW
 
@@ -639,6 +649,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "so that toy figures never land in the real one by accident)",
     )
     p.add_argument("--quick", action="store_true", help="toy models and budgets: the pipeline end to end")
+    p.add_argument("--zoo", help="the zoo to tabulate when no --budget is given (default zoo/)")
     return p.parse_args(argv)
 
 
@@ -652,8 +663,85 @@ def check_args(args: argparse.Namespace, in_process: bool) -> None:
         raise UserError("in-process runs go one at a time; use --jobs 1")
 
 
+# ---- the zoo's tables --------------------------------------------------------------------------------
+ZOO_PLAN = CONFIGS / "zoo.toml"
+
+
+def zoo_entries(zoo_dir: Path) -> list[Path]:
+    """The zoo's entries in configs/zoo.toml's order (any others after them, by name)."""
+    import tomllib
+
+    if not zoo_dir.is_dir():
+        raise UserError(f"{zoo_dir} does not exist; build the zoo with `make zoo` first")
+    planned = list(tomllib.loads(ZOO_PLAN.read_text())) if ZOO_PLAN.is_file() else []
+    found = {
+        p.name: p
+        for p in zoo_dir.iterdir()
+        if (p / runs.RESULTS_FILE).is_file() and not p.name.startswith(".")
+    }
+    if not found:
+        raise UserError(f"{zoo_dir} holds no entries; build them with `make zoo` first")
+    return [found[n] for n in planned if n in found] + [found[n] for n in sorted(found) if n not in planned]
+
+
+def entry_markers(name: str) -> tuple[str, str]:
+    return f"<!-- zoo:{name}:begin -->", f"<!-- zoo:{name}:end -->"
+
+
+def with_entry(text: str, name: str, block: str) -> str:
+    """The page with the entry's block between its markers (left as it is without them)."""
+    begin, end = entry_markers(name)
+    if begin not in text or end not in text:
+        return text
+    head, rest = text.split(begin, 1)
+    return head + begin + "\n" + block + "\n" + end + rest.split(end, 1)[1]
+
+
+def zoo_section(table: compare.Table, entries: list[Path], command: str, figure: str) -> str:
+    """The generated cross-family section: where and how it was made, the picture, the table."""
+    lines = [
+        BEGIN,
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by {command} on {cpu_line()}, from the "
+        f"{len(entries)} entries of the zoo: each figure was measured from the entry's shipped weights "
+        "when it was exported (its results.json); the sampling speeds were measured now, on one thread. "
+        "Each entry's training budget is its recipe's (configs/zoo.toml and the preset it names; the "
+        "table's cost rows give its epochs and training time).",
+        "",
+        f"![every entry's samples with its key figures]({figure})",
+        "",
+        *table_markdown(table),
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def run_zoo(args: argparse.Namespace, command: str) -> int:
+    zoo_dir = Path(args.zoo or "zoo")
+    results_file = Path(args.results or "docs/RESULTS.md")
+    read_results_file(results_file)
+    entries = zoo_entries(zoo_dir)
+    torch.set_num_threads(1)  # compare's sampling speeds, on one thread as every figure of the page
+    table = compare.build([str(e) for e in entries])
+    figure = results_file.parent / "results" / "compare.png"
+    runs.make_directory(figure.parent)
+    runs.atomic_write(figure, picture(table))
+    text = read_results_file(results_file)
+    shown = os.path.relpath(figure, results_file.parent)
+    text = with_section(text, zoo_section(table, entries, command, shown))
+    for entry in entries:
+        link = os.path.relpath(entry, results_file.parent)
+        text = with_entry(text, entry.name, zoo.entry_markdown(entry, link))
+    runs.atomic_write(results_file, text)
+    print(
+        f"wrote the table of {len(entries)} zoo entries and their figures into {results_file}, and {figure}"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace, command: str, in_process: bool) -> int:
     check_args(args, in_process)
+    if args.budget is None and not args.quick:
+        return run_zoo(args, command)
     mode = QUICK if args.quick else FULL
     budget = args.budget if args.budget is not None else mode.budget
     plan_dir = Path(args.plan or ("runs/results-quick" if args.quick else "runs/results"))

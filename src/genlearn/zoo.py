@@ -391,6 +391,8 @@ def export_run(
                 "from": str(run_dir),
                 "date": _utc(datetime.now(UTC).timestamp()),
                 "cpu": cpu_name(),
+                "recipe": recipe or default_recipe(name, str(out)),
+                "note": note,
             },
         }
         runs.write_json(work / runs.RESULTS_FILE, exported)
@@ -557,3 +559,37 @@ images = genlearn.sample("{here}", 16, seed=0)
 {every}
 """
     return _front_matter(name, paper, shown, results) + body
+
+
+# ---- the results page -------------------------------------------------------------------------
+def entry_markdown(entry: str | Path, link: str) -> str:
+    """A zoo entry's part of docs/RESULTS.md: its figures beside the paper's, the recipe, the
+    training time, the CPU and the date, and its pictures (`link`: the entry's directory as the
+    page links it)."""
+    entry = Path(entry)
+    name, config = registry.run_config(entry)
+    results = runs.results(entry)
+    metrics = results.get("metrics", {})
+    exported = results.get("exported", {})
+    figures = [f for f in headline_figures(name, config) if f.key in metrics]
+    rows = [
+        f"| {f.label} {'↑' if f.higher_is_better else '↓'} | "
+        f"{_fmt(f.paper) if f.paper is not None else '—'}{f' ({f.paper_note})' if f.paper_note else ''} | "
+        f"**{_with_stderr(metrics, f.key)}** |"
+        for f in figures
+    ]
+    pictures = [p for p in results.get("figures", []) if p != "training.png"]
+    lines = [
+        f"**`zoo/{entry.name}`** ([model card]({link}/{CARD_FILE})): {paper_of(name).cite}.",
+        "",
+        "| figure | paper | zoo |",
+        "| --- | --- | --- |",
+        *rows,
+        "",
+        f"Recipe: `{exported.get('recipe', '?')}`; {training_summary(results)}; "
+        f"CPU: {exported.get('cpu', '?')}; figures measured {exported.get('date', '?')}.",
+        *([f"{exported['note']}"] if exported.get("note") else []),
+        "",
+        " ".join(f"![{entry.name} {p}]({link}/{p})" for p in pictures[:3]),
+    ]
+    return "\n".join(lines)
