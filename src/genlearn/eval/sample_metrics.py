@@ -181,11 +181,19 @@ def classifier_score(samples: Tensor, classifier: nn.Module | None = None) -> fl
 @torch.no_grad()
 def nearest_distances(queries: Tensor, references: Any, chunk: int = 5000) -> Tensor:
     """Euclidean distance (pixel space) from each query image to its nearest reference image,
-    (n_queries,) in float64. `references` is a tensor or anything indexable like one (slices,
-    index tensors, a length): the composed canvases are made a chunk at a time. The nearest is
-    found from one float32 matrix product per chunk of references (|q|^2 - 2 q.r + |r|^2: 50,000
-    references cost seconds, not minutes); its distance is then computed directly in float64,
-    since that expansion loses the small distances (a copy would read 1e-3 rather than 0)."""
+    (n_queries,) in float64 (`nearest_neighbours`' distances)."""
+    return nearest_neighbours(queries, references, chunk)[0]
+
+
+@torch.no_grad()
+def nearest_neighbours(queries: Tensor, references: Any, chunk: int = 5000) -> tuple[Tensor, Tensor]:
+    """(distances, indices): the Euclidean distance (pixel space) from each query image to its
+    nearest reference image, (n_queries,) in float64, and that image's index in `references`.
+    `references` is a tensor or anything indexable like one (slices, index tensors, a length):
+    the composed canvases are made a chunk at a time. The nearest is found from one float32
+    matrix product per chunk of references (|q|^2 - 2 q.r + |r|^2: 50,000 references cost
+    seconds, not minutes); its distance is then computed directly in float64, since that
+    expansion loses the small distances (a copy would read 1e-3 rather than 0)."""
     q = queries.flatten(1).to(torch.float32)
     best = torch.full((q.shape[0],), math.inf)
     index = torch.zeros(q.shape[0], dtype=torch.long)
@@ -196,4 +204,4 @@ def nearest_distances(queries: Tensor, references: Any, chunk: int = 5000) -> Te
         better = value < best
         best, index = torch.where(better, value, best), torch.where(better, at + start, index)
     nearest = references[index].flatten(1).double()
-    return (queries.flatten(1).double() - nearest).norm(dim=1)
+    return (queries.flatten(1).double() - nearest).norm(dim=1), index

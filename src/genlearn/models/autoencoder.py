@@ -66,7 +66,7 @@ class Autoencoder(GenerativeModel):
 
     Config = Config
     image_shape = IMAGE_SHAPE
-    capabilities = frozenset({"encode", "features", "reconstruct"})
+    capabilities = frozenset({"encode", "features", "reconstruct", "decode"})
 
     def __init__(self, config: Config):
         super().__init__()
@@ -136,6 +136,11 @@ class Autoencoder(GenerativeModel):
         opt.step()
         self._update_code_stats(code.detach())
         return {"loss": loss.item()}
+
+    @torch.no_grad()
+    def decode_mean(self, code: torch.Tensor) -> torch.Tensor:
+        """x_hat = g(h) of each code h as images (n, 1, 28, 28) in [0, 1] (the latent view)."""
+        return self.mean_image(self.decode(code))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ distribution, so that `sample(n)` works for every model and metrics treat every 
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -39,7 +40,13 @@ CAPABILITIES: dict[str, str] = {
     "sample_pyramid": "sample_pyramid(n, generator, **condition): each level of a Laplacian pyramid, as "
     "(images, residuals), coarse to fine: images [I_K, ..., I_0], each (n, C, H_k, W_k) in [0, 1]; "
     "residuals [h_{K-1}, ..., h_0], images[j + 1] = u(images[j]) + residuals[j]; images[-1] is the sample",
+    "gibbs_chain": "gibbs_chain(n, steps, start, generator, every): the model's Gibbs sampler step by step, "
+    "(frames, n, C, H, W) in [0, 1] at the steps chain_steps(steps, every) (an RBM, a DBN, a DBM)",
+    "decode": "decode_mean(z) for z in the space of features(x) (an inference network's posterior means "
+    "or codes): the mean image each code decodes to",
 }
+# How a Gibbs chain may start (`gibbs_chain`), besides images of the data.
+CHAIN_STARTS = ("noise", "zeros")
 DATA_KINDS = ("binary", "continuous", "points")
 # Condition names a model may take, and the batch key that carries each one.
 CONDITION_KEYS = {"labels": "y", "captions": "caption"}
@@ -52,6 +59,36 @@ class RBMParameters(NamedTuple):
     W: torch.Tensor
     visible_bias: torch.Tensor
     hidden_bias: torch.Tensor
+
+
+def chain_steps(steps: int, every: int = 1) -> list[int]:
+    """The steps at which `gibbs_chain` keeps a frame: 0 (the start), every `every`-th step, and
+    the last one; `steps` below 0 or `every` below 1 are refused with one line."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise UserError(f"the chain's steps must be 0 or more, got {steps!r}")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise UserError(f"a chain keeps a frame every 1 or more steps, got {every!r}")
+    kept = list(range(0, steps + 1, every))
+    return kept if kept[-1] == steps else [*kept, steps]
+
+
+def chain_start(
+    n: int, start: Any, shape: tuple[int, ...], generator: torch.Generator | None, device: Any
+) -> torch.Tensor:
+    """The first visible states of `n` Gibbs chains, binary, (n, prod(shape)): "noise" (each unit
+    on with probability 1/2), "zeros", or images (n, *shape) in [0, 1] binarized with `generator`
+    (a chain started at the data)."""
+    size = math.prod(shape)
+    if isinstance(start, str):
+        if start not in CHAIN_STARTS:
+            raise UserError(f"a chain starts from {', '.join(CHAIN_STARTS)} or images, not {start!r}")
+        if start == "zeros":
+            return torch.zeros(n, size, device=device)
+        return (torch.rand(n, size, generator=generator, device=device) < 0.5).float()
+    images = start.reshape(len(start), -1).to(device, torch.float32)
+    if images.shape != (n, size):
+        raise UserError(f"a chain of {n} starts from {n} images of {size} pixels, got {tuple(start.shape)}")
+    return (torch.rand(images.shape, generator=generator, device=device) < images).float()
 
 
 def checked_temperature(temperature: float) -> float:
@@ -224,6 +261,20 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     def sample_pyramid(self, n: int, generator: torch.Generator | None = None, **condition: Any) -> Any:
+        raise NotImplementedError
+
+    def gibbs_chain(
+        self,
+        n: int,
+        steps: int,
+        start: str | torch.Tensor = "noise",
+        generator: torch.Generator | None = None,
+        every: int = 1,
+    ) -> torch.Tensor:
+        """The paper's Gibbs sampler run `steps` full steps from `start` ("noise", "zeros" or n
+        images in [0, 1], see `chain_start`), kept at `chain_steps(steps, every)`: (frames, n, C,
+        H, W) in [0, 1], frame 0 the start, each later frame p(v | h) at that step, as `sample`
+        shows its last ("gibbs_chain"). Every draw comes from `generator`."""
         raise NotImplementedError
 
     # ---- conditions ---------------------------------------------------------------------------

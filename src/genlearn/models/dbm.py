@@ -83,7 +83,7 @@ from torch.nn import functional as F
 from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models import rbm
-from genlearn.models.base import GenerativeModel, RBMParameters
+from genlearn.models.base import GenerativeModel, RBMParameters, chain_start
 from genlearn.models.rbm import RBM, bernoulli, binary_states, linear, visible_shape
 from genlearn.models.stack import (
     BASE_RATE_IMAGES,
@@ -148,7 +148,7 @@ class DBM(GenerativeModel):
     """Two-hidden-layer DBM; `joint` holds it as an RBM between (v, h2) and h1."""
 
     Config = Config
-    capabilities = frozenset({"features", "reconstruct", "ais_bound"})
+    capabilities = frozenset({"features", "reconstruct", "ais_bound", "gibbs_chain"})
     # the persistent chains of the two pretraining RBMs (PCD) and of joint training
     local_buffers = ("bottom.chains", "top.chains", "joint.chains")
 
@@ -254,6 +254,16 @@ class DBM(GenerativeModel):
         return bernoulli(p, generator) if sample else p
 
     @torch.no_grad()
+    def doubled_up(self, v: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """h2 for the images v (binary): h1 drawn from the doubled bottom-up pass
+        sigmoid(c1 + 2 v^T W1) (h1 has no top-down input yet), then h2 drawn from p(h2 | h1)."""
+        h1 = bernoulli(
+            torch.sigmoid(linear(v, self.W1.t(), self.hidden_bias1).mul_(2).sub_(self.hidden_bias1)),
+            generator,
+        )
+        return bernoulli(torch.sigmoid(linear(h1, self.W2.t(), self.hidden_bias2)), generator)
+
+    @torch.no_grad()
     def _start_phase(self, phase: int, x: torch.Tensor) -> None:
         if phase == 1:  # top RBM: visible biases at the base rate of h1, PCD chains from it
             source = x if self._base_x is None else self._base_x
@@ -261,11 +271,7 @@ class DBM(GenerativeModel):
             start_upper_rbm(self.top, h1, self.config.batch_size, self.steps_per_epoch)
         elif phase == 2:  # chains at the batch's images, h1 and h2 from the doubled up pass
             v = x[torch.arange(len(self.joint.chains), device=x.device) % len(x)]
-            h1 = bernoulli(
-                torch.sigmoid(linear(v, self.W1.t(), self.hidden_bias1).mul_(2).sub_(self.hidden_bias1))
-            )
-            h2 = bernoulli(torch.sigmoid(linear(h1, self.W2.t(), self.hidden_bias2)))
-            self.joint.chains.copy_(torch.cat([v, h2], 1).to(torch.uint8))
+            self.joint.chains.copy_(torch.cat([v, self.doubled_up(v)], 1).to(torch.uint8))
             if self.config.centred:  # offsets at the layers' means: the images', and q's on them
                 images = (x if self._base_x is None else self._base_x).flatten(1).to(x.device, self.dtype)
                 mu1, mu2 = (torch.cat(m) for m in zip(*(self.mean_field(s)[:2] for s in images.split(CHUNK))))
@@ -383,6 +389,23 @@ class DBM(GenerativeModel):
         self.conditions_for(n, generator, **condition)  # it takes none: refuse any
         p = self.joint.sample(n, generator, steps).flatten(1)
         return p[:, : self.n_visible].reshape(n, *self.image_shape)
+
+    @torch.no_grad()
+    def gibbs_chain(
+        self,
+        n: int,
+        steps: int,
+        start: str | torch.Tensor = "noise",
+        generator: torch.Generator | None = None,
+        every: int = 1,
+    ) -> torch.Tensor:
+        """The DBM's Gibbs sampler over all its layers, step by step: (v, h2) at the start image
+        and the h2 of its doubled bottom-up pass (`doubled_up`, as joint training starts its
+        chains), then h1 given (v, h2) and (v, h2) given h1 alternately; frame 0 the start image,
+        then p(v | h1) every `every` steps."""
+        v = chain_start(n, start, self.image_shape, generator, self.joint.W.device).to(self.dtype)
+        probs, _ = self.joint.chain(torch.cat([v, self.doubled_up(v, generator)], 1), steps, every, generator)
+        return probs[:, :, : self.n_visible].reshape(len(probs), n, *self.image_shape)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,7 @@ from torch.nn import functional as F
 from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models import rbm
-from genlearn.models.base import GenerativeModel, RBMParameters
+from genlearn.models.base import GenerativeModel, RBMParameters, chain_start
 from genlearn.models.rbm import RBM, bernoulli, binary_states, visible_shape
 from genlearn.models.stack import (
     BASE_RATE_IMAGES,
@@ -134,7 +134,7 @@ class DBN(GenerativeModel):
     """Stacked RBMs (`layers[l]` between h_l and h_{l+1}, h_0 = x), trained greedily."""
 
     Config = Config
-    capabilities = frozenset({"features", "reconstruct", "ais_bound"})
+    capabilities = frozenset({"features", "reconstruct", "ais_bound", "gibbs_chain"})
 
     def __init__(self, config: Config):
         super().__init__()
@@ -234,6 +234,32 @@ class DBN(GenerativeModel):
         for layer in reversed(self.layers[:-1]):
             p = torch.sigmoid(layer.visible_input(bernoulli(p, generator)))
         return p.reshape(n, *self.image_shape)
+
+    @torch.no_grad()
+    def gibbs_chain(
+        self,
+        n: int,
+        steps: int,
+        start: str | torch.Tensor = "noise",
+        generator: torch.Generator | None = None,
+        every: int = 1,
+    ) -> torch.Tensor:
+        """Hinton et al.'s sampler step by step: the start image passed up the recognition chain
+        (binary samples) to the top RBM's visible layer h_{L-1}, alternating Gibbs sampling in
+        the top RBM, and each kept state of h_{L-1} passed down the directed layers (their
+        probabilities: for two RBMs exactly p(x | h_1)). Frame 0 is the start image; the frames
+        do not depend on `every` beyond which steps are kept."""
+        v = chain_start(n, start, self.image_shape, generator, self.layers[0].W.device).to(self.dtype)
+        top = self.layers[-1]
+        probs, states = top.chain(self.up(v, len(self.layers) - 1, True, generator), steps, every, generator)
+        if len(self.layers) == 1:  # the top RBM is on the pixels
+            return probs.reshape(len(probs), n, *self.image_shape)
+        frames = [v]
+        for h in states[1:]:
+            for layer in reversed(self.layers[:-1]):
+                h = torch.sigmoid(layer.visible_input(h))
+            frames.append(h)
+        return torch.stack(frames).reshape(len(frames), n, *self.image_shape)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,7 @@ from torch.nn import functional as F
 
 from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
-from genlearn.models.base import GenerativeModel, RBMParameters
+from genlearn.models.base import GenerativeModel, RBMParameters, chain_start, chain_steps
 from genlearn.nn.distributions import base_rate_bias
 from genlearn.nn.onednn import linear as _linear
 
@@ -130,7 +130,7 @@ class RBM(GenerativeModel):
     """Binary RBM: W (n_visible x n_hidden), visible_bias, hidden_bias; CD-k or PCD-k updates."""
 
     Config = Config
-    capabilities = frozenset({"features", "reconstruct", "free_energy"})
+    capabilities = frozenset({"features", "reconstruct", "free_energy", "gibbs_chain"})
     # PCD's chains are each rank's own under torchrun (unused, and so harmless, under CD)
     local_buffers = ("chains",)
 
@@ -341,6 +341,40 @@ class RBM(GenerativeModel):
             logits = self.visible_input(h)
             v = bernoulli(torch.sigmoid(logits), generator)
         return torch.sigmoid(logits).reshape(n, *self.image_shape)
+
+    @torch.no_grad()
+    def chain(
+        self, v: torch.Tensor, steps: int, every: int = 1, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Alternating Gibbs sampling v -> h -> v from the visible states v (n, V), `steps` full
+        steps; at each step of `chain_steps(steps, every)`, p(v | h) and the v drawn from it,
+        stacked: ((K, n, V), (K, n, V)), step 0 being v itself in both."""
+        kept = set(chain_steps(steps, every))
+        v = v.to(self.W.dtype)
+        probs, states = [v], [v]
+        for step in range(1, steps + 1):
+            h = bernoulli(torch.sigmoid(self.hidden_input(v)), generator)
+            p = torch.sigmoid(self.visible_input(h))
+            v = bernoulli(p, generator)
+            if step in kept:
+                probs.append(p)
+                states.append(v)
+        return torch.stack(probs), torch.stack(states)
+
+    @torch.no_grad()
+    def gibbs_chain(
+        self,
+        n: int,
+        steps: int,
+        start: str | torch.Tensor = "noise",
+        generator: torch.Generator | None = None,
+        every: int = 1,
+    ) -> torch.Tensor:
+        """n chains of alternating Gibbs sampling, the sampler `sample` runs from the base rate,
+        here from `start`: the start, then p(v | h) every `every` steps, as images."""
+        v = chain_start(n, start, self.image_shape, generator, self.W.device)
+        probs, _ = self.chain(v, steps, every, generator)
+        return probs.reshape(len(probs), n, *self.image_shape)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:

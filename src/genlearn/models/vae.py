@@ -60,8 +60,8 @@ class VAE(GenerativeModel):
 
     @property
     def capabilities(self) -> frozenset[str]:  # type: ignore[override]
-        """An inference network and log p(x|z); the manifold picture when z is 2-D."""
-        own = frozenset({"encode", "features", "reconstruct", "log_likelihood"})
+        """An inference network and log p(x|z), a decoder of any z; the manifold picture when z is 2-D."""
+        own = frozenset({"encode", "features", "reconstruct", "log_likelihood", "decode"})
         return own | {"latent_2d"} if self.latent_dim == 2 else own
 
     def __init__(self, config: Config):
