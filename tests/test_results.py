@@ -97,7 +97,7 @@ def small_world(mnist_full, small_classifier, tmp_path_factory):
         mp.setattr(parzen, "N_VALID", 200)
         mp.setattr(metrics, "N_SAMPLE_METRIC", 400)  # above the 256 features FID's covariances have
         mp.setattr(metrics, "N_NEAREST", 100)
-        mp.setattr(compare, "SAMPLING_BUDGET_S", 0.02)
+        mp.setattr(compare.measure, "SAMPLING_BUDGET_S", 0.02)
         mp.setattr(ais, "default_betas", lambda: torch.linspace(0, 1, 201, dtype=torch.float64))
         for boltzmann in (rbm.RBM, dbn.DBN, dbm.DBM):  # Gibbs chains of 20 steps, not 1,000
             mp.setattr(boltzmann, "sample", _short_chains(boltzmann.sample))
