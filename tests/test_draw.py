@@ -237,19 +237,27 @@ def test_registered_presets_are_the_papers():
 @pytest.mark.slow
 @pytest.mark.parametrize("attn", [True, False])
 def test_loss_goes_down_on_mnist(mnist_full, attn, seed, expect):
+    """100 steps of a small DRAW take its held-out bound from over 500 nats (784 log 2 = 543 is
+    every pixel a coin; 553-583 measured) to under 300. Judged on 500 fixed validation images before and after: the
+    training losses' first steps fall too fast for an average of them to be a steady baseline
+    (the first 10 steps' mean measured 348-360, and their drop to the last 10 only 148-161)."""
+    valid = {"x": mnist_full.split("valid", binary=True)["x"][:500]}
     with one_thread():
         torch.manual_seed(seed)
         model = DRAW(Config(attention=attn, T=8, enc_size=64, dec_size=64, z_size=16, lr=3e-3, seed=seed))
+        before = model.evaluate(valid)["nll_bound"]
         g = torch.Generator().manual_seed(seed)
         x_all = mnist_full.train_x[:3000]
         losses = []
         for _ in range(100):
             idx = torch.randint(len(x_all), (50,), generator=g)
             losses.append(model.train_step({"x": mnist.binarize(x_all[idx], g)})["loss"])
-    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+        torch.manual_seed(seed)
+        after = model.evaluate(valid)["nll_bound"]
     assert all(math.isfinite(v) for v in losses)
-    expect("loss drop (nats)", first - last, ">", 150)  # from ~540 (784 log 2) to well under 390
-    expect("last 10 steps' loss (nats)", last, "<", 300)
+    expect("held-out bound before training (nats)", before, ">", 500)
+    expect("held-out bound's drop (nats)", before - after, ">", 250)
+    expect("held-out bound after 100 steps (nats)", after, "<", 300)
 
 
 # --------------------------------------------------------------------------------------------

@@ -153,7 +153,9 @@ def test_collapse_warnings_fire_once():
 
 
 def test_toy_gan_learns_the_ring(seed, expect):
-    """A small GAN on the ring of 8 moves its samples onto the ring and several modes in 1,200 steps."""
+    """A small GAN on the ring of 8 moves its samples onto the ring and several modes in 3,000 steps
+    (at 1,200 the mean distance from the ring was still 0.16-0.48 across seeds, against 0.07-0.16
+    at 3,000)."""
     from genlearn.data import toy
 
     with one_thread():
@@ -171,7 +173,7 @@ def test_toy_gan_learns_the_ring(seed, expect):
         ring = toy.ring()
         before = model.sample(2000)
         g = torch.Generator().manual_seed(seed + 1)
-        for _ in range(1200):
+        for _ in range(3000):
             model.train_step({"x": toy.sample_mixture(ring, 100, generator=g)})
         after = model.sample(2000)
     radius = lambda pts: (pts.norm(dim=1) - 2.0).abs().mean().item()  # noqa: E731
