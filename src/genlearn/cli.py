@@ -1,5 +1,5 @@
-"""`genlearn train | sample | eval | compare | export | models | info`: the arguments parsed, the
-work done by `genlearn.api`, the outcome printed.
+"""`genlearn train | sample | eval | compare | export | serve | models | info`: the arguments
+parsed, the work done by `genlearn.api` (`genlearn.serve` for the explorer), the outcome printed.
 
 A user mistake prints one `error: ...` line and exits with status 2; a training failure (NaN loss)
 exits 1 with its own `error:` line. Ctrl-C (or SIGTERM) during training saves a checkpoint and
@@ -112,6 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     x.add_argument("run")
     x.add_argument("dir", help="where the copy goes (e.g. zoo/NAME)")
+
+    v = sub.add_parser("serve", help="explore every finished run in the browser (a page over a JSON API)")
+    v.add_argument(
+        "dirs", nargs="*", metavar="DIR", help="directories holding runs (default: zoo/ and runs/)"
+    )
+    v.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
+    )
+    v.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
 
     sub.add_parser("models", help="list the registered models")
     i = sub.add_parser("info", help="versions and data status, or one run's config and results")
@@ -228,6 +237,13 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from genlearn import serve
+
+    serve.serve(args.dirs, args.host, args.port)
+    return 0
+
+
 def cmd_models(args) -> int:
     found = api.models()
     width = max(map(len, found))
@@ -259,6 +275,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "compare": cmd_compare,
     "export": cmd_export,
+    "serve": cmd_serve,
     "models": cmd_models,
     "info": cmd_info,
 }
