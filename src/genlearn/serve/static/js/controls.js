@@ -184,7 +184,10 @@ export function captionBox(run, text, onCommit) {
       at = index;
       const w = ws[index];
       const prefixed = vocabulary.filter((v) => v.startsWith(w));
-      picks = prefixed.length ? prefixed : [...vocabulary].sort((a, b) => distance(w, a) - distance(w, b)).slice(0, 4);
+      const near = Math.max(1, Math.floor(w.length / 2)); // a typo, not another word
+      picks = prefixed.length
+        ? prefixed
+        : vocabulary.filter((v) => distance(w, v) <= near).sort((a, b) => distance(w, a) - distance(w, b)).slice(0, 4);
     } else if (ws.length && !trailing) {
       at = ws.length - 1;
       const w = ws[at];

@@ -11,7 +11,7 @@ import { politely } from "./samples.js";
 
 // Tableau 10: ten colours told apart by most readers, the digit's colour in every view.
 export const DIGIT_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#79706e"];
-const SIZE = 460; // the plane's side in CSS pixels
+const SIZE = 440; // the plane's side in CSS pixels
 const DECODED_SIZE = 200; // about this many CSS pixels wide, in whole multiples of the picture
 
 export class LatentView {

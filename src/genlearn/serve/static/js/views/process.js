@@ -16,6 +16,13 @@ const TITLES = {
   gibbs: ["A Gibbs chain", "Alternating Gibbs sampling from a chosen start, the visible units' probabilities after each kept step."],
 };
 
+const HOW_TO_READ = {
+  canvas: "Red: the write window at this step (its part on the image; a window larger than the image tints all of it). Drag the slider or press play.",
+  alignment: "Each word is shaded by the weight the alignment gives it at this step (darker: more). Click another image to see its alignment.",
+  pyramid: "Frame by frame from the coarsest level to the finest: each level's images, and between two levels the residual that refines them (red adds intensity, blue removes it, white: nothing).",
+  gibbs: "Each frame: the visible units' probabilities after that many Gibbs steps from the chosen start.",
+};
+
 /** What the timeline asks the server for, from the URL's parameters (nothing the server does not take). */
 function processRequest(run, kind, p) {
   if (kind === "gibbs") {
@@ -120,15 +127,22 @@ export class ProcessView {
       this.root,
       h("div", { class: "view-head" }, h("h1", {}, title), h("p", { class: "lede" }, lede)),
       h("div", { class: "card toolbar" }, controls),
-      conditions,
       this.notices,
       h(
         "div",
         { class: "card process-card" },
         h("div", { class: "process-frame loading" }, this.canvas),
-        kind === "alignment" ? this.words : null,
-        h("div", { class: "timeline" }, this.play, this.slider, this.counter, this.speed),
+        h(
+          "div",
+          { class: "process-side" },
+          this.counter,
+          h("div", { class: "timeline" }, this.play, this.speed),
+          this.slider,
+          kind === "alignment" ? this.words : null,
+          h("p", { class: "muted small" }, HOW_TO_READ[kind]),
+        ),
       ),
+      conditions,
       this.command,
     );
   }
@@ -199,16 +213,19 @@ export class ProcessView {
     if (!windows || !L) return;
     ctx.lineWidth = Math.max(1, Math.round(L.scale * 0.75));
     ctx.strokeStyle = "#e15759";
-    const inset = ctx.lineWidth / 2;
+    ctx.fillStyle = "rgba(225, 87, 89, 0.16)";
     windows.forEach(([x0, y0, x1, y1], i) => {
       if (i >= L.n) return;
-      // the part of the window on the image (a window larger than the image frames all of it)
+      // the window's part on this image: tinted, its edges drawn where they fall on the image
       const box = L.cell(i);
-      const left = Math.max(box.x + x0 * L.scale, box.x + inset);
-      const top = Math.max(box.y + y0 * L.scale, box.y + inset);
-      const right = Math.min(box.x + x1 * L.scale, box.x + box.w - inset);
-      const bottom = Math.min(box.y + y1 * L.scale, box.y + box.h - inset);
-      if (right > left && bottom > top) ctx.strokeRect(left, top, right - left, bottom - top);
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(box.x, box.y, box.w, box.h);
+      ctx.clip();
+      const rect = [box.x + x0 * L.scale, box.y + y0 * L.scale, (x1 - x0) * L.scale, (y1 - y0) * L.scale];
+      ctx.fillRect(...rect);
+      ctx.strokeRect(...rect);
+      ctx.restore();
     });
   }
 
