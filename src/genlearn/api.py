@@ -381,7 +381,12 @@ def evaluations(
     held = {key: v.to(where) for key, v in data.split(split, binary=model.data_kind == "binary").items()}
     for name, figures, seconds in m.compute_many(names, model, held, data, opts):
         done = Evaluation(name, figures, seconds, str(where))
-        if record and split == "test":
+        if record and split == "test" and not (path / runs.TRAINER_FILE).exists():
+            done.not_recorded = (
+                f"{path} is an exported entry (no trainer state); its results.json keeps the figures "
+                "measured when it was exported"
+            )
+        elif record and split == "test":
             try:
                 runs.record_metrics(path, figures, weights)
                 done.recorded = path / runs.RESULTS_FILE
@@ -475,14 +480,10 @@ def export(run: RunLike, out: str | os.PathLike[str], **options: Any) -> Path:
     >>> genlearn.export("runs/demo-vae", "demo-vae-card", metrics=["elbo"])
     PosixPath('demo-vae-card')
     """
-    import importlib
+    from genlearn import zoo
 
-    try:
-        zoo = importlib.import_module("genlearn.zoo")
-    except ModuleNotFoundError as exc:
-        if exc.name != "genlearn.zoo":
-            raise
-        raise UserError("genlearn export is not available in this version (it has no genlearn.zoo)") from None
+    if options.get("metrics") is not None:
+        options["metrics"] = metric_names(options["metrics"])
     return zoo.export_run(run_directory(run), checked_path(out, "the export directory"), **options)
 
 

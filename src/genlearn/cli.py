@@ -111,7 +111,13 @@ def _parser() -> argparse.ArgumentParser:
         help="writes a shareable copy of a finished run: weights, config, results, pictures and a model card",
     )
     x.add_argument("run")
-    x.add_argument("dir", help="where the copy goes (e.g. zoo/NAME)")
+    x.add_argument("dir", help="where the copy goes (a new directory, e.g. zoo/NAME)")
+    x.add_argument(
+        "--metric",
+        help="the metrics measured for the card, comma-separated (default: every one that applies)",
+    )
+    x.add_argument("--recipe", default="", help="the command that trains the run, for the card")
+    x.add_argument("--note", default="", help="a line the card's reader should know")
 
     v = sub.add_parser("serve", help="explore every finished run in the browser (a page over a JSON API)")
     v.add_argument(
@@ -232,7 +238,10 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export(args) -> int:
-    written = api.export(args.run, args.dir, progress=sys.stderr.isatty())
+    metrics = [m.strip() for m in args.metric.split(",")] if args.metric else None
+    written = api.export(
+        args.run, args.dir, metrics=metrics, recipe=args.recipe, note=args.note, progress=sys.stderr.isatty()
+    )
     print(f"wrote a shareable copy of {args.run} to {written}")
     return 0
 

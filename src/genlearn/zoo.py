@@ -267,13 +267,13 @@ def _utc(timestamp: float) -> str:
 
 
 # ---- export -----------------------------------------------------------------------------------
-def check_finished(run_dir: Path) -> dict[str, Any]:
+def check_finished(run_dir: Path, name: str) -> dict[str, Any]:
     """results.json of a finished run whose weights it describes; anything else is refused."""
     described = runs.results(run_dir)
     if not described:
         raise UserError(
             f"{run_dir} has not finished (no {runs.RESULTS_FILE}); finish it with "
-            "`genlearn train MODEL --out RUN --resume` before exporting it"
+            f"`genlearn train {name} --out {run_dir} --resume` before exporting it"
         )
     runs.check_same_weights(described, runs.weights_id(run_dir), run_dir)
     return described
@@ -376,7 +376,7 @@ def export_run(
     """
     run_dir, out = Path(run), Path(out)
     name, _ = registry.run_config(run_dir)  # a readable run of a known family
-    described = check_finished(run_dir)
+    described = check_finished(run_dir, name)
     _check_destination(out)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
