@@ -129,11 +129,3 @@ export function loadRuns() {
   runsPromise ??= getJSON("/api/runs").then(({ data }) => data);
   return runsPromise;
 }
-
-const details = new Map();
-
-/** One run with its config and results (GET /api/runs/{run}), fetched once. */
-export function loadRun(id) {
-  if (!details.has(id)) details.set(id, getJSON(runUrl(id)).then(({ data }) => data));
-  return details.get(id);
-}

@@ -3,7 +3,7 @@
 
 import { getImage, getJSON, runUrl } from "../api.js";
 import { append, commandBox, duration, fill, fmt, h, noticeSlot, shellQuote } from "../dom.js";
-import { href, supports } from "../state.js";
+import { hasImages, href, supports } from "../state.js";
 import { politely } from "./samples.js";
 
 const VIEW_LINKS = [
@@ -42,9 +42,9 @@ export class GalleryView {
   update() {}
 
   card(run) {
-    const picture = h("img", { class: "pixelated thumb", alt: `16 samples of ${run.id}`, loading: "lazy" });
+    const picture = h("img", { class: `thumb${hasImages(run) ? " pixelated" : ""}`, alt: `samples of ${run.id}` });
     const frame = h("a", { class: "thumb-link loading", href: href({ view: "samples", run: run.id }), "aria-label": `samples of ${run.id}` }, picture);
-    getImage(runUrl(run.id, "/samples.png?n=16&seed=0"))
+    getImage(runUrl(run.id, `/samples.png?n=${hasImages(run) ? 16 : 256}&seed=0`))
       .then(({ url }) => {
         picture.src = url;
         frame.classList.remove("loading");

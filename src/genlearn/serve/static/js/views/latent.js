@@ -57,7 +57,7 @@ export class LatentView {
 
   build(run, candidates) {
     this.notices = noticeSlot();
-    this.canvas = h("canvas", { class: "plane", "data-testid": "latent-plane", width: SIZE, height: SIZE, tabindex: 0, "aria-label": "latent plane: move to decode, click to pick A and B" });
+    this.canvas = h("canvas", { class: "plane", "data-testid": "latent-plane", width: SIZE, height: SIZE, tabindex: 0, "aria-label": "latent plane: move the pointer or the arrow keys to decode, click or Enter to pick A and B" });
     this.decoded = h("img", { class: "pixelated decoded", alt: "image decoded under the cursor", "data-testid": "decoded" });
     this.coords = h("div", { class: "coords mono", "data-testid": "coords" }, "move over the plane");
     this.stripImg = h("img", { class: "pixelated strip", alt: "interpolation", "data-testid": "strip", hidden: true });
@@ -95,6 +95,7 @@ export class LatentView {
     const move = perFrame((e) => this.hover(e));
     this.canvas.addEventListener("mousemove", move);
     this.canvas.addEventListener("click", (e) => this.pick(e));
+    this.canvas.addEventListener("keydown", (e) => this.key(e));
     this.canvas.addEventListener("mouseleave", () => this.drawPlane());
   }
 
@@ -140,8 +141,31 @@ export class LatentView {
   }
 
   pick(e) {
+    if (this.bounds) this.pickAt(this.toLatent(e));
+  }
+
+  /** Arrow keys move the cursor (a fiftieth of the plane a press), Enter or space picks. */
+  key(e) {
     if (!this.bounds) return;
-    const [x, y] = this.toLatent(e).map(round);
+    const [xmin, xmax, ymin, ymax] = this.bounds;
+    const z = this.cursor ?? [(xmin + xmax) / 2, (ymin + ymax) / 2];
+    const move = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] }[e.key];
+    if (move) {
+      e.preventDefault();
+      const x = Math.min(xmax, Math.max(xmin, z[0] + (move[0] * (xmax - xmin)) / 50));
+      const y = Math.min(ymax, Math.max(ymin, z[1] + (move[1] * (ymax - ymin)) / 50));
+      this.cursor = [x, y];
+      this.drawPlane();
+      this.decoder.push(this.cursor);
+    } else if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      this.pickAt(z);
+    }
+  }
+
+  /** A, then B, then A again (B cleared): the ends of the interpolation. */
+  pickAt(z) {
+    const [x, y] = z.map(round);
     const p = params();
     if (p.ax === undefined || p.bx !== undefined) update({ ax: x, ay: y, bx: null, by: null });
     else update({ bx: x, by: y });

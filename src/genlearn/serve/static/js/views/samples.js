@@ -53,10 +53,12 @@ export class SamplesView {
     this.frame = h("div", { class: "picture loading" }, this.picture, this.cells);
     this.inspector = h("aside", { class: "card inspector", "data-testid": "inspector" });
     this.notices = noticeSlot();
+    this.info = noticeSlot();
     this.command = commandBox();
     this.summary = h("div", { class: "score-summary muted", "data-testid": "score-summary" });
     root.append(
       h("div", { class: "view-head" }, h("h1", {}, "Samples"), h("p", { class: "lede" }, "Draw from a model: the same seed always gives the same picture, byte for byte what the command below writes.")),
+      this.info,
       this.controls,
       this.conditions,
       this.notices,
@@ -67,7 +69,14 @@ export class SamplesView {
 
   update(p) {
     const run = this.ctx.byId.get(p.run) ?? this.ctx.runs[0];
-    if (!run) return;
+    if (!run) {
+      fill(this.controls, h("p", { class: "muted" }, "No run is served: train one (make demo) and start genlearn serve again."));
+      return;
+    }
+    if (p.run && !this.ctx.byId.has(p.run)) {
+      update({ run: run.id }, { replace: true, quiet: true });
+      this.info.show(`No run “${p.run}” is served here; showing ${run.id}.`, "info");
+    } else if (p.run) this.info.clear();
     this.run = run;
     this.request = sampleRequest(run, p);
     this.params = p;

@@ -75,9 +75,14 @@ export class SideView {
     fill(
       this.root,
       h("div", { class: "view-head" }, h("h1", {}, "Side by side"), h("p", { class: "lede" }, "One seed, the same labels or caption, sent to several runs at once. Labels go to the runs that take labels, a caption to those that read captions; the others draw with the seed alone.")),
-      h("div", { class: "card" }, h("div", { class: "field-label" }, "Runs"), picker),
-      h("div", { class: "card toolbar" }, this.seed, temperatureRun ? temperatureControl(Number(this.p.temperature ?? 1), true, (temperature) => update({ temperature })) : null),
-      conditions.length ? h("div", { class: "card conditions" }, conditions) : null,
+      h(
+        "div",
+        { class: "card side-controls conditions" },
+        h("div", { class: "field-label" }, "Runs"),
+        picker,
+        h("div", { class: "toolbar" }, this.seed, temperatureRun ? temperatureControl(Number(this.p.temperature ?? 1), true, (temperature) => update({ temperature })) : null),
+        conditions,
+      ),
       chosen.length ? h("div", { class: "side-grid" }, [...this.panels.values()].map((panel) => panel.el)) : h("div", { class: "card empty" }, h("p", {}, "Pick two runs or more above.")),
     );
   }
