@@ -74,7 +74,12 @@ function drawNav(active, p) {
           title: available ? null : "none of the served runs offers this view",
         },
         h("span", { class: "nav-icon", "aria-hidden": "true" }, v.icon),
-        h("span", { class: "nav-text" }, h("span", { class: "nav-label" }, v.label), h("span", { class: "nav-blurb" }, v.blurb)),
+        h(
+          "span",
+          { class: "nav-text" },
+          h("span", { class: "nav-label" }, v.label),
+          h("span", { class: "nav-blurb" }, v.blurb),
+        ),
       );
     }),
   );

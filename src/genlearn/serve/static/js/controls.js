@@ -7,21 +7,41 @@ import { words } from "./state.js";
 
 /** A <select> of runs grouped by family; `filter(run)` decides which are offered. */
 export function runSelect(runs, current, onChoose, filter = () => true) {
-  const select = h("select", { class: "input", "data-testid": "run-select", onchange: () => onChoose(select.value) });
+  const select = h(
+    "select",
+    { class: "input", "data-testid": "run-select", onchange: () => onChoose(select.value) },
+  );
   const families = new Map();
   for (const run of runs.filter(filter)) {
     if (!families.has(run.family)) families.set(run.family, []);
     families.get(run.family).push(run);
   }
   for (const [family, members] of families) {
-    select.append(h("optgroup", { label: family }, members.map((r) => h("option", { value: r.id, selected: r.id === current }, r.id))));
+    select.append(
+      h(
+        "optgroup",
+        { label: family },
+        members.map((r) => h("option", { value: r.id, selected: r.id === current }, r.id)),
+      ),
+    );
   }
   return field("Run", select);
 }
 
 /** Seed input with a "New seed" button; commits a whole number of 0 or more. */
 export function seedControl(value, onCommit) {
-  const input = h("input", { class: "input seed", type: "number", min: 0, step: 1, value, "data-testid": "seed", inputmode: "numeric" });
+  const input = h(
+    "input",
+    {
+      class: "input seed",
+      type: "number",
+      min: 0,
+      step: 1,
+      value,
+      "data-testid": "seed",
+      inputmode: "numeric",
+    },
+  );
   const commit = () => {
     const seed = Math.max(0, Math.floor(Number(input.value)));
     if (Number.isFinite(seed)) onCommit(seed);
@@ -52,7 +72,10 @@ export function seedControl(value, onCommit) {
 /** Temperature slider (0 to 2); only offered to models that scale their prior's noise. */
 export function temperatureControl(value, enabled, onCommit) {
   const out = h("output", { class: "value" }, Number(value).toFixed(2));
-  const input = h("input", { type: "range", min: 0, max: 2, step: 0.05, value, disabled: !enabled, "data-testid": "temperature" });
+  const input = h(
+    "input",
+    { type: "range", min: 0, max: 2, step: 0.05, value, disabled: !enabled, "data-testid": "temperature" },
+  );
   input.addEventListener("input", () => (out.textContent = Number(input.value).toFixed(2)));
   input.addEventListener("change", () => onCommit(Number(input.value)));
   const hint = enabled ? null : "this model samples at temperature 1 only";
@@ -91,7 +114,16 @@ export function labelPicker(run, chosen, perRow, onChange) {
   let selected = new Set(chosen);
   const buttons = [];
   for (let d = min; d <= max; d++) {
-    const b = h("button", { class: "digit", type: "button", "aria-pressed": String(selected.has(d)), "data-testid": `label-${d}` }, String(d));
+    const b = h(
+      "button",
+      {
+        class: "digit",
+        type: "button",
+        "aria-pressed": String(selected.has(d)),
+        "data-testid": `label-${d}`,
+      },
+      String(d),
+    );
     b.addEventListener("click", () => {
       selected.has(d) ? selected.delete(d) : selected.add(d);
       emit();
@@ -99,13 +131,35 @@ export function labelPicker(run, chosen, perRow, onChange) {
     buttons.push(b);
   }
   const emit = () => onChange([...selected].sort((a, b) => a - b), perRow);
-  const all = h("button", { class: "btn btn-small", type: "button", onclick: () => ((selected = new Set(range(min, max))), emit()) }, "All digits");
-  const none = h("button", { class: "btn btn-small", type: "button", onclick: () => ((selected = new Set()), emit()) }, "None");
-  const rows = numberSelect("Per row", perRow, [1, 4, 8, 10], (v) => onChange([...selected].sort((a, b) => a - b), v));
+  const all = h(
+    "button",
+    {
+      class: "btn btn-small",
+      type: "button",
+      onclick: () => ((selected = new Set(range(min, max))), emit()),
+    },
+    "All digits",
+  );
+  const none = h(
+    "button",
+    { class: "btn btn-small", type: "button", onclick: () => ((selected = new Set()), emit()) },
+    "None",
+  );
+  const rows = numberSelect(
+    "Per row",
+    perRow,
+    [1, 4, 8, 10],
+    (v) => onChange([...selected].sort((a, b) => a - b), v),
+  );
   return h(
     "div",
     { class: "labels", "data-testid": "label-picker" },
-    h("div", { class: "field-label" }, "Labels ", h("span", { class: "muted" }, "— a row per chosen digit; none: drawn from the test set's labels")),
+    h(
+      "div",
+      { class: "field-label" },
+      "Labels ",
+      h("span", { class: "muted" }, "— a row per chosen digit; none: drawn from the test set's labels"),
+    ),
     h("div", { class: "digits" }, buttons, all, none),
     rows,
   );
@@ -135,9 +189,14 @@ export function captionProblem(text, vocabulary, maxWords) {
   const ws = words(text);
   const known = new Set(vocabulary);
   const unknown = ws.filter((w) => !known.has(w));
-  if (unknown.length) return `${unknown.map((w) => `“${w}”`).join(", ")} ${unknown.length > 1 ? "are" : "is"} not in the model's vocabulary`;
+  if (unknown.length) {
+    const quoted = unknown.map((w) => `“${w}”`).join(", ");
+    return `${quoted} ${unknown.length > 1 ? "are" : "is"} not in the model's vocabulary`;
+  }
   if (!ws.length) return "type a caption, e.g. one of the examples below";
-  if (maxWords && ws.length > maxWords) return `a caption has at most ${maxWords} words; this one has ${ws.length}`;
+  if (maxWords && ws.length > maxWords) {
+    return `a caption has at most ${maxWords} words; this one has ${ws.length}`;
+  }
   return null;
 }
 
@@ -187,7 +246,9 @@ export function captionBox(run, text, onCommit) {
       const near = Math.max(1, Math.floor(w.length / 2)); // a typo, not another word
       picks = prefixed.length
         ? prefixed
-        : vocabulary.filter((v) => distance(w, v) <= near).sort((a, b) => distance(w, a) - distance(w, b)).slice(0, 4);
+        : vocabulary.filter((v) => distance(w, v) <= near).sort(
+          (a, b) => distance(w, a) - distance(w, b),
+        ).slice(0, 4);
     } else if (ws.length && !trailing) {
       at = ws.length - 1;
       const w = ws[at];
@@ -196,14 +257,24 @@ export function captionBox(run, text, onCommit) {
     picks = picks.slice(0, 6);
     if (!picks.length) return;
     suggestions.append(h("span", { class: "muted" }, index >= 0 ? "Did you mean" : "Complete with"));
-    for (const p of picks) suggestions.append(h("button", { class: "chip chip-suggest", type: "button", onclick: () => replaceWord(at, p) }, p));
+    for (const p of picks) suggestions.append(
+      h("button", { class: "chip chip-suggest", type: "button", onclick: () => replaceWord(at, p) }, p),
+    );
   }
 
   function check(commitSoon, push = false) {
     const ws = words(input.value);
     tokens.replaceChildren(
       ...ws.map((w) =>
-        h("span", { class: known.has(w) ? "token" : "token unknown", title: known.has(w) ? null : "not in the model's vocabulary", "data-unknown": known.has(w) ? null : "true" }, w),
+        h(
+          "span",
+          {
+            class: known.has(w) ? "token" : "token unknown",
+            title: known.has(w) ? null : "not in the model's vocabulary",
+            "data-unknown": known.has(w) ? null : "true",
+          },
+          w,
+        ),
       ),
     );
     const problem = captionProblem(input.value, vocabulary, maxWords);
@@ -226,14 +297,33 @@ export function captionBox(run, text, onCommit) {
     "details",
     { class: "vocabulary" },
     h("summary", {}, `Vocabulary (${vocabulary.length} words)`),
-    h("div", { class: "chips" }, vocabulary.map((w) => h("button", { class: "chip", type: "button", onclick: () => appendWord(w) }, w))),
+    h(
+      "div",
+      { class: "chips" },
+      vocabulary.map((w) => h("button", { class: "chip", type: "button", onclick: () => appendWord(w) }, w)),
+    ),
   );
   const appendWord = (w) => {
     input.value = `${input.value.trim()} ${w}`.trim();
     check(true);
   };
   const examplesRow = examples.length
-    ? h("div", { class: "examples" }, h("span", { class: "muted" }, "Examples"), examples.map((ex) => h("button", { class: "chip chip-example", type: "button", onclick: () => ((input.value = ex), check(false, true)) }, ex)))
+    ? h(
+      "div",
+      { class: "examples" },
+      h("span", { class: "muted" }, "Examples"),
+      examples.map(
+        (ex) => h(
+          "button",
+          {
+            class: "chip chip-example",
+            type: "button",
+            onclick: () => ((input.value = ex), check(false, true)),
+          },
+          ex,
+        ),
+      ),
+    )
     : null;
 
   const el = h(

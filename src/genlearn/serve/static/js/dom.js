@@ -78,7 +78,11 @@ async function copyText(text) {
 /** The command that reproduces a view, with a copy button: `box.set(command)`. */
 export function commandBox(label = "Reproduce this view") {
   const code = h("code", { class: "command-text", "data-testid": "command" });
-  const button = h("button", { class: "btn btn-small copy", type: "button", title: "Copy the command" }, "Copy");
+  const button = h(
+    "button",
+    { class: "btn btn-small copy", type: "button", title: "Copy the command" },
+    "Copy",
+  );
   button.addEventListener("click", async () => {
     const ok = await copyText(code.textContent);
     button.textContent = ok ? "Copied" : "Select and copy";
@@ -88,7 +92,18 @@ export function commandBox(label = "Reproduce this view") {
       button.classList.remove("done");
     }, 1400);
   });
-  const box = h("div", { class: "command", hidden: true }, h("span", { class: "command-label" }, label), h("div", { class: "command-line" }, h("span", { class: "prompt", "aria-hidden": "true" }, "$"), code, button));
+  const box = h(
+    "div",
+    { class: "command", hidden: true },
+    h("span", { class: "command-label" }, label),
+    h(
+      "div",
+      { class: "command-line" },
+      h("span", { class: "prompt", "aria-hidden": "true" }, "$"),
+      code,
+      button,
+    ),
+  );
   box.set = (command) => {
     code.textContent = command || "";
     box.hidden = !command;
@@ -101,7 +116,11 @@ export function commandBox(label = "Reproduce this view") {
 
 /** An inline notice for what the server refused or could not do, worded for the reader. */
 export function notice(message, kind = "error") {
-  return h("div", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status", "data-testid": `notice-${kind}` }, message);
+  return h(
+    "div",
+    { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status", "data-testid": `notice-${kind}` },
+    message,
+  );
 }
 
 /** A slot that shows one notice at a time: `slot.show(msg)`, `slot.clear()`. */
@@ -114,7 +133,13 @@ export function noticeSlot() {
 
 /** A labelled control: <label><span>text</span>control</label>. */
 export function field(text, control, hint = null) {
-  return h("label", { class: "field" }, h("span", { class: "field-label" }, text), control, hint && h("span", { class: "field-hint" }, hint));
+  return h(
+    "label",
+    { class: "field" },
+    h("span", { class: "field-label" }, text),
+    control,
+    hint && h("span", { class: "field-hint" }, hint),
+  );
 }
 
 /** Calls `fn` at most once per animation frame with the latest arguments. */

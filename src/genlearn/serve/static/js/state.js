@@ -15,7 +15,9 @@ export function params() {
 export function href(state) {
   const parts = [];
   for (const [key, value] of Object.entries(state)) {
-    if (value !== null && value !== undefined && value !== "") parts.push(`${encodeURIComponent(key)}=${readable(String(value))}`);
+    if (value !== null && value !== undefined && value !== "") parts.push(
+      `${encodeURIComponent(key)}=${readable(String(value))}`,
+    );
   }
   return `?${parts.join("&")}`;
 }
@@ -81,7 +83,9 @@ export function sampleCommand(run, { n, seed, temperature, labels, caption, out 
   const parts = ["genlearn", "sample", shellQuote(run.path ?? run.id)];
   if (n) parts.push("--n", String(n));
   parts.push("--seed", String(seed ?? 0));
-  if (temperature !== undefined && temperature !== null && Number(temperature) !== 1) parts.push("--temperature", String(temperature));
+  if (temperature !== undefined && temperature !== null && Number(temperature) !== 1) {
+    parts.push("--temperature", String(temperature));
+  }
   if (labels) parts.push("--labels", shellQuote(labels));
   if (caption) parts.push("--caption", shellQuote(caption));
   parts.push("--out", out);

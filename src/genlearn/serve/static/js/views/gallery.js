@@ -21,20 +21,63 @@ export class GalleryView {
   mount(root) {
     const { runs } = this.ctx;
     this.notices = noticeSlot();
-    this.table = h("div", { class: "table-wrap", "data-testid": "compare" }, h("p", { class: "muted" }, "Reading the comparison…"));
+    this.table = h(
+      "div",
+      { class: "table-wrap", "data-testid": "compare" },
+      h("p", { class: "muted" }, "Reading the comparison…"),
+    );
     this.command = commandBox("Reproduce the table");
     append(
       root,
-      h("div", { class: "view-head" }, h("h1", {}, "Gallery"), h("p", { class: "lede" }, `${runs.length} trained run${runs.length === 1 ? "" : "s"}, grouped by family. Open a card to draw from it, look into its latent space or watch it work.`)),
-      runs.length ? null : h("div", { class: "card empty" }, h("h2", {}, "No finished runs here yet"), h("p", {}, "Train one with ", h("code", {}, "make demo"), " or ", h("code", {}, "genlearn train vae"), ", then reload.")),
+      h(
+        "div",
+        { class: "view-head" },
+        h("h1", {}, "Gallery"),
+        h(
+          "p",
+          { class: "lede" },
+          `${runs.length} trained run${runs.length === 1 ? "" : "s"}, grouped by family. Open a card to draw from it, look into its latent space or watch it work.`,
+        ),
+      ),
+      runs.length ? null : h(
+        "div",
+        { class: "card empty" },
+        h("h2", {}, "No finished runs here yet"),
+        h(
+          "p",
+          {},
+          "Train one with ",
+          h("code", {}, "make demo"),
+          " or ",
+          h("code", {}, "genlearn train vae"),
+          ", then reload.",
+        ),
+      ),
       h(
         "div",
         { class: "families" },
         families(runs).map(([family, members]) =>
-          h("section", { class: "family", "data-family": family }, h("h2", { class: "family-title" }, family, h("span", { class: "count" }, `${members.length}`)), h("div", { class: "cards" }, members.map((run) => this.card(run)))),
+          h(
+            "section",
+            { class: "family", "data-family": family },
+            h("h2", { class: "family-title" }, family, h("span", { class: "count" }, `${members.length}`)),
+            h("div", { class: "cards" }, members.map((run) => this.card(run))),
+          ),
         ),
       ),
-      h("section", { class: "compare" }, h("h2", {}, "All runs compared"), h("p", { class: "muted" }, "Every figure of every served run (genlearn compare). Click a column's header to sort the runs by it."), this.notices, this.table, this.command),
+      h(
+        "section",
+        { class: "compare" },
+        h("h2", {}, "All runs compared"),
+        h(
+          "p",
+          { class: "muted" },
+          "Every figure of every served run (genlearn compare). Click a column's header to sort the runs by it.",
+        ),
+        this.notices,
+        this.table,
+        this.command,
+      ),
     );
     this.loadCompare();
   }
@@ -42,8 +85,19 @@ export class GalleryView {
   update() {}
 
   card(run) {
-    const picture = h("img", { class: `thumb${hasImages(run) ? " pixelated" : ""}`, alt: `samples of ${run.id}` });
-    const frame = h("a", { class: "thumb-link loading", href: href({ view: "samples", run: run.id }), "aria-label": `samples of ${run.id}` }, picture);
+    const picture = h(
+      "img",
+      { class: `thumb${hasImages(run) ? " pixelated" : ""}`, alt: `samples of ${run.id}` },
+    );
+    const frame = h(
+      "a",
+      {
+        class: "thumb-link loading",
+        href: href({ view: "samples", run: run.id }),
+        "aria-label": `samples of ${run.id}`,
+      },
+      picture,
+    );
     getImage(runUrl(run.id, `/samples.png?n=${hasImages(run) ? 16 : 256}&seed=0`))
       .then(({ url }) => {
         picture.src = url;
@@ -55,20 +109,31 @@ export class GalleryView {
     return h(
       "article",
       { class: "card run-card", "data-testid": "run-card", "data-run": run.id },
-      h("header", {}, h("a", { class: "run-title", href: href({ view: "samples", run: run.id }) }, run.id), h("span", { class: "chip chip-family" }, run.family)),
+      h(
+        "header",
+        {},
+        h("a", { class: "run-title", href: href({ view: "samples", run: run.id }) }, run.id),
+        h("span", { class: "chip chip-family" }, run.family),
+      ),
       run.title ? h("p", { class: "run-subtitle" }, run.title) : null,
       frame,
       figuresList(run.figures ?? []),
       h(
         "p",
         { class: "paper muted" },
-        paper.url ? h("a", { href: paper.url, target: "_blank", rel: "noopener noreferrer" }, paper.cite ?? paper.url) : paper.cite,
+        paper.url ? h(
+          "a",
+          { href: paper.url, target: "_blank", rel: "noopener noreferrer" },
+          paper.cite ?? paper.url,
+        ) : paper.cite,
       ),
       h("p", { class: "training muted" }, trainingLine(t)),
       h(
         "nav",
         { class: "card-links" },
-        VIEW_LINKS.filter(([view]) => supports(run, view)).map(([view, label]) => h("a", { class: "btn btn-small", href: href({ view, run: run.id }) }, label)),
+        VIEW_LINKS.filter(([view]) => supports(run, view)).map(
+          ([view, label]) => h("a", { class: "btn btn-small", href: href({ view, run: run.id }) }, label),
+        ),
       ),
     );
   }
@@ -77,7 +142,9 @@ export class GalleryView {
     try {
       const { data, command } = await getJSON("/api/compare");
       this.data = data;
-      this.command.set(command || `genlearn compare ${(data.runs ?? []).map((r) => shellQuote(r.path)).join(" ")}`);
+      this.command.set(
+        command || `genlearn compare ${(data.runs ?? []).map((r) => shellQuote(r.path)).join(" ")}`,
+      );
       this.renderTable();
     } catch (err) {
       fill(this.table);
@@ -103,8 +170,24 @@ export class GalleryView {
         const better = betterOf(row);
         return h(
           "th",
-          { scope: "col", class: "sortable", title: `${row.group}${row.metric ? ` · genlearn eval --metric ${row.metric}` : ""}`, "aria-sort": column === j ? (descending ? "descending" : "ascending") : "none" },
-          h("button", { type: "button", class: "sort", "data-testid": "sort", "data-row": row.id, onclick: () => this.sortBy(j, better) }, row.label.trim(), h("span", { class: "arrow" }, arrow)),
+          {
+            scope: "col",
+            class: "sortable",
+            title: `${row.group}${row.metric ? ` · genlearn eval --metric ${row.metric}` : ""}`,
+            "aria-sort": column === j ? (descending ? "descending" : "ascending") : "none",
+          },
+          h(
+            "button",
+            {
+              type: "button",
+              class: "sort",
+              "data-testid": "sort",
+              "data-row": row.id,
+              onclick: () => this.sortBy(j, better),
+            },
+            row.label.trim(),
+            h("span", { class: "arrow" }, arrow),
+          ),
         );
       }),
     );
@@ -112,14 +195,29 @@ export class GalleryView {
       h(
         "tr",
         { "data-run": runs[i].column },
-        h("th", { class: "sticky", scope: "row" }, h("span", { class: "run-name" }, runs[i].column), h("span", { class: "muted small" }, runs[i].model)),
+        h(
+          "th",
+          { class: "sticky", scope: "row" },
+          h("span", { class: "run-name" }, runs[i].column),
+          h("span", { class: "muted small" }, runs[i].model),
+        ),
         columns.map((row) => {
           const cell = row.cells[i];
-          return h("td", { class: `num ${cell.status === "value" ? "" : "empty"}`, title: cell.status === "value" ? null : cell.status }, cell.text);
+          return h(
+            "td",
+            {
+              class: `num ${cell.status === "value" ? "" : "empty"}`,
+              title: cell.status === "value" ? null : cell.status,
+            },
+            cell.text,
+          );
         }),
       ),
     );
-    fill(this.table, h("table", { class: "data" }, h("thead", {}, groupRow(columns), header), h("tbody", {}, body)));
+    fill(
+      this.table,
+      h("table", { class: "data" }, h("thead", {}, groupRow(columns), header), h("tbody", {}, body)),
+    );
   }
 
   sortBy(column, better) {
@@ -141,7 +239,9 @@ function groupRow(columns) {
     "tr",
     { class: "groups" },
     h("th", { class: "sticky" }),
-    spans.map((s) => h("th", { colspan: s.count, scope: "colgroup", title: s.group }, s.group.split(" (")[0])),
+    spans.map(
+      (s) => h("th", { colspan: s.count, scope: "colgroup", title: s.group }, s.group.split(" (")[0]),
+    ),
   );
 }
 
@@ -155,7 +255,11 @@ function families(runs) {
 }
 
 function figuresList(figures) {
-  if (!figures.length) return h("p", { class: "muted figures-none" }, "No figures recorded yet (genlearn eval).");
+  if (!figures.length) return h(
+    "p",
+    { class: "muted figures-none" },
+    "No figures recorded yet (genlearn eval).",
+  );
   return h(
     "dl",
     { class: "figures" },
@@ -163,14 +267,26 @@ function figuresList(figures) {
       h("dt", {}, f.label),
       f.value === null || f.value === undefined
         ? h("dd", { class: "muted", title: "not measured yet (genlearn eval)" }, "not run")
-        : h("dd", {}, fmt(f.value), f.stderr !== undefined && f.stderr !== null ? h("span", { class: "muted" }, ` ± ${fmt(f.stderr)}`) : null, h("span", { class: "better", title: `${f.better} is better` }, f.better === "lower" ? " ↓" : " ↑")),
+        : h(
+          "dd",
+          {},
+          fmt(f.value),
+          f.stderr !== undefined && f.stderr !== null ? h(
+            "span",
+            { class: "muted" },
+            ` ± ${fmt(f.stderr)}`,
+          ) : null,
+          h("span", { class: "better", title: `${f.better} is better` }, f.better === "lower" ? " ↓" : " ↑"),
+        ),
     ]),
   );
 }
 
 function trainingLine(t) {
   const parts = [];
-  if (t.epochs !== undefined && t.epochs !== null) parts.push(`${t.epochs} epoch${t.epochs === 1 ? "" : "s"}`);
+  if (t.epochs !== undefined && t.epochs !== null) parts.push(
+    `${t.epochs} epoch${t.epochs === 1 ? "" : "s"}`,
+  );
   if (t.steps) parts.push(`${fmt(t.steps)} steps`);
   if (t.seconds) parts.push(duration(t.seconds));
   if (t.device) parts.push(t.device);

@@ -10,7 +10,18 @@ import { curlCommand, params, supports, update } from "../state.js";
 import { politely } from "./samples.js";
 
 // Tableau 10: ten colours told apart by most readers, the digit's colour in every view.
-export const DIGIT_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#79706e"];
+export const DIGIT_COLOURS = [
+  "#4e79a7",
+  "#f28e2b",
+  "#e15759",
+  "#76b7b2",
+  "#59a14f",
+  "#edc948",
+  "#b07aa1",
+  "#ff9da7",
+  "#9c755f",
+  "#79706e",
+];
 const SIZE = 440; // the plane's side in CSS pixels
 const DECODED_SIZE = 200; // about this many CSS pixels wide, in whole multiples of the picture
 
@@ -36,7 +47,19 @@ export class LatentView {
     const candidates = this.ctx.runs.filter((r) => supports(r, "latent"));
     const run = this.ctx.byId.get(p.run);
     if (!candidates.length) {
-      fill(this.root, h("div", { class: "view-head" }, h("h1", {}, "Latent space")), h("div", { class: "card empty" }, h("p", {}, "None of the served runs has an inference network (a VAE or an autoencoder): there is no latent space to show.")));
+      fill(
+        this.root,
+        h("div", { class: "view-head" }, h("h1", {}, "Latent space")),
+        h(
+          "div",
+          { class: "card empty" },
+          h(
+            "p",
+            {},
+            "None of the served runs has an inference network (a VAE or an autoencoder): there is no latent space to show.",
+          ),
+        ),
+      );
       return;
     }
     if (!run || !supports(run, "latent")) {
@@ -57,10 +80,26 @@ export class LatentView {
 
   build(run, candidates) {
     this.notices = noticeSlot();
-    this.canvas = h("canvas", { class: "plane", "data-testid": "latent-plane", width: SIZE, height: SIZE, tabindex: 0, "aria-label": "latent plane: move the pointer or the arrow keys to decode, click or Enter to pick A and B" });
-    this.decoded = h("img", { class: "pixelated decoded", alt: "image decoded under the cursor", "data-testid": "decoded" });
+    this.canvas = h(
+      "canvas",
+      {
+        class: "plane",
+        "data-testid": "latent-plane",
+        width: SIZE,
+        height: SIZE,
+        tabindex: 0,
+        "aria-label": "latent plane: move the pointer or the arrow keys to decode, click or Enter to pick A and B",
+      },
+    );
+    this.decoded = h(
+      "img",
+      { class: "pixelated decoded", alt: "image decoded under the cursor", "data-testid": "decoded" },
+    );
     this.coords = h("div", { class: "coords mono", "data-testid": "coords" }, "move over the plane");
-    this.stripImg = h("img", { class: "pixelated strip", alt: "interpolation", "data-testid": "strip", hidden: true });
+    this.stripImg = h(
+      "img",
+      { class: "pixelated strip", alt: "interpolation", "data-testid": "strip", hidden: true },
+    );
     this.stripNote = h("p", { class: "muted" }, "Click the plane to pick A, click again for B.");
     this.manifold = null;
     this.command = commandBox();
@@ -69,26 +108,86 @@ export class LatentView {
       "div",
       { class: "segmented", role: "radiogroup", "aria-label": "interpolation" },
       ["linear", "spherical"].map((m) =>
-        h("button", { type: "button", role: "radio", "aria-checked": String((this.p.mode ?? "linear") === m), "data-mode": m, onclick: () => update({ mode: m }) }, m),
+        h(
+          "button",
+          {
+            type: "button",
+            role: "radio",
+            "aria-checked": String((this.p.mode ?? "linear") === m),
+            "data-mode": m,
+            onclick: () => update({ mode: m }),
+          },
+          m,
+        ),
       ),
     );
     this.modeButtons = mode;
-    const side = [h("div", { class: "card decoded-card" }, h("h2", {}, "Decoded"), this.decoded, this.coords)];
+    const side = [
+      h("div", { class: "card decoded-card" }, h("h2", {}, "Decoded"), this.decoded, this.coords),
+    ];
     if (supports(run, "manifold")) {
       // the marker needs latent.json's manifold coordinates; the picture comes on its own
-      this.manifoldImg = h("img", { class: "pixelated manifold", alt: "the learned manifold", "data-testid": "manifold" });
+      this.manifoldImg = h(
+        "img",
+        { class: "pixelated manifold", alt: "the learned manifold", "data-testid": "manifold" },
+      );
       this.marker = h("div", { class: "marker", hidden: true });
-      this.manifold = h("div", { class: "card manifold-card" }, h("h2", {}, "Manifold"), h("div", { class: "manifold-frame" }, this.manifoldImg, this.marker), h("p", { class: "muted small" }, "The decoder's mean over a 20 × 20 grid of z = Φ⁻¹(u); the ring is the cursor."));
+      this.manifold = h(
+        "div",
+        { class: "card manifold-card" },
+        h("h2", {}, "Manifold"),
+        h("div", { class: "manifold-frame" }, this.manifoldImg, this.marker),
+        h(
+          "p",
+          { class: "muted small" },
+          "The decoder's mean over a 20 × 20 grid of z = Φ⁻¹(u); the ring is the cursor.",
+        ),
+      );
       getImage(runUrl(run.id, "/manifold.png"))
         .then(({ url }) => (this.manifoldImg.src = url))
         .catch((err) => this.notices.show(politely(err, "Could not read the manifold")));
     }
     fill(
       this.root,
-      h("div", { class: "view-head" }, h("h1", {}, "Latent space"), h("p", { class: "lede" }, "The test set encoded, one dot per image coloured by its digit. Move over the plane to decode that point; click twice to walk between two points.")),
-      h("div", { class: "card toolbar" }, runSelect(this.ctx.runs, run.id, (id) => update({ run: id, ax: null, ay: null, bx: null, by: null, z: null }), (r) => supports(r, "latent")), h("div", { class: "field" }, h("span", { class: "field-label" }, "Interpolation"), mode), h("button", { class: "btn", type: "button", onclick: () => update({ ax: null, ay: null, bx: null, by: null }) }, "Clear A and B")),
+      h(
+        "div",
+        { class: "view-head" },
+        h("h1", {}, "Latent space"),
+        h(
+          "p",
+          { class: "lede" },
+          "The test set encoded, one dot per image coloured by its digit. Move over the plane to decode that point; click twice to walk between two points.",
+        ),
+      ),
+      h(
+        "div",
+        { class: "card toolbar" },
+        runSelect(
+          this.ctx.runs,
+          run.id,
+          (id) => update({ run: id, ax: null, ay: null, bx: null, by: null, z: null }),
+          (r) => supports(r, "latent"),
+        ),
+        h("div", { class: "field" }, h("span", { class: "field-label" }, "Interpolation"), mode),
+        h(
+          "button",
+          { class: "btn", type: "button", onclick: () => update({ ax: null, ay: null, bx: null, by: null }) },
+          "Clear A and B",
+        ),
+      ),
       this.notices,
-      h("div", { class: "stage latent-stage" }, h("div", { class: "card plane-card" }, h("div", { class: "plane-frame" }, this.canvas), this.axes, legend()), h("div", { class: "side-column" }, side, this.manifold)),
+      h(
+        "div",
+        { class: "stage latent-stage" },
+        h(
+          "div",
+          { class: "card plane-card" },
+          h("div", { class: "plane-frame" }, this.canvas),
+          this.axes,
+          legend(),
+        ),
+        h("div", { class: "side-column" }, side, this.manifold),
+      ),
       h("div", { class: "card strip-card" }, h("h2", {}, "From A to B"), this.stripNote, this.stripImg),
       this.command,
     );
@@ -105,7 +204,12 @@ export class LatentView {
       const { data } = await this.latest.run((signal) => getJSON(runUrl(run.id, "/latent.json"), { signal }));
       this.data = data;
       const [xmin, xmax, ymin, ymax] = data.bounds;
-      this.bounds = xmax > xmin && ymax > ymin ? [xmin, xmax, ymin, ymax] : [xmin - 1, xmax + 1, ymin - 1, ymax + 1];
+      this.bounds = xmax > xmin && ymax > ymin ? [xmin, xmax, ymin, ymax] : [
+        xmin - 1,
+        xmax + 1,
+        ymin - 1,
+        ymax + 1,
+      ];
       const explained = data.explained ? ` (principal components of the codes, ${data.explained.map((e) => `${Math.round(e * 100)}%`).join(" and ")} of their variance)` : "";
       this.axes.textContent = `Horizontal ${data.axes[0]}, vertical ${data.axes[1]}${explained}; ${data.points.length.toLocaleString("en-US")} test images.`;
       this.canvas.dataset.ready = "true";
@@ -174,10 +278,18 @@ export class LatentView {
   showDecoded({ url, command }, x, y) {
     if (this.decoded.src.startsWith("blob:")) URL.revokeObjectURL(this.decoded.src);
     this.decoded.src = url;
-    loadImage(url).then((img) => (this.decoded.style.width = `${img.naturalWidth * Math.max(1, Math.floor(DECODED_SIZE / img.naturalWidth))}px`));
+    loadImage(url).then((img) => {
+      const zoom = Math.max(1, Math.floor(DECODED_SIZE / img.naturalWidth));
+      this.decoded.style.width = `${img.naturalWidth * zoom}px`;
+    });
     this.decoded.dataset.z = `${round(x)},${round(y)}`;
     this.coords.textContent = `${this.data.axes[0]} = ${fmt(x, 2)}, ${this.data.axes[1]} = ${fmt(y, 2)}`;
-    this.command.set(command || curlCommand(runUrl(this.run.id, `/decode.png${query({ x: round(x), y: round(y) })}`), "decoded.png"));
+    this.command.set(
+      command || curlCommand(
+        runUrl(this.run.id, `/decode.png${query({ x: round(x), y: round(y) })}`),
+        "decoded.png",
+      ),
+    );
     this.notices.clear();
     this.markManifold(x, y);
     update({ z: `${round(x)},${round(y)}` }, { replace: true, quiet: true });
@@ -249,7 +361,10 @@ export class LatentView {
     const p = this.p;
     const a = pairOf(p.ax, p.ay);
     const b = pairOf(p.bx, p.by);
-    for (const button of this.modeButtons.children) button.setAttribute("aria-checked", String(button.dataset.mode === (p.mode ?? "linear")));
+    for (const button of this.modeButtons.children) button.setAttribute(
+      "aria-checked",
+      String(button.dataset.mode === (p.mode ?? "linear")),
+    );
     if (!(a && b)) {
       this.stripImg.hidden = true;
       this.stripNote.textContent = a ? `A = (${fmt(a[0], 2)}, ${fmt(a[1], 2)}). Click again to pick B.` : "Click the plane to pick A, click again for B.";
@@ -257,13 +372,17 @@ export class LatentView {
     }
     const q = query({ ax: a[0], ay: a[1], bx: b[0], by: b[1], steps: 10, mode: p.mode ?? "linear" });
     try {
-      const { url, command } = await this.strip.run((signal) => getImage(runUrl(this.run.id, `/interpolate.png${q}`), { signal }));
+      const { url, command } = await this.strip.run(
+        (signal) => getImage(runUrl(this.run.id, `/interpolate.png${q}`), { signal }),
+      );
       const img = await loadImage(url);
       this.stripImg.src = url;
       this.stripImg.style.width = `${Math.min(img.naturalWidth * 2, 1100)}px`;
       this.stripImg.hidden = false;
       this.stripNote.textContent = `${p.mode ?? "linear"} interpolation in 10 steps from A = (${fmt(a[0], 2)}, ${fmt(a[1], 2)}) to B = (${fmt(b[0], 2)}, ${fmt(b[1], 2)}).`;
-      this.command.set(command || curlCommand(runUrl(this.run.id, `/interpolate.png${q}`), "interpolation.png"));
+      this.command.set(
+        command || curlCommand(runUrl(this.run.id, `/interpolate.png${q}`), "interpolation.png"),
+      );
     } catch (err) {
       if (err.name !== "AbortError") this.notices.show(politely(err, "Could not interpolate"));
     }
@@ -274,7 +393,14 @@ function legend() {
   return h(
     "div",
     { class: "legend" },
-    DIGIT_COLOURS.map((c, d) => h("span", { class: "legend-item" }, h("span", { class: "swatch", style: { background: c } }), String(d))),
+    DIGIT_COLOURS.map(
+      (c, d) => h(
+        "span",
+        { class: "legend-item" },
+        h("span", { class: "swatch", style: { background: c } }),
+        String(d),
+      ),
+    ),
   );
 }
 

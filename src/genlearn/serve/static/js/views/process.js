@@ -3,17 +3,47 @@
 // pyramid coarse to fine, and a Gibbs chain of an RBM, DBN or DBM from a chosen start.
 
 import { Latest, getJSON, query, runUrl } from "../api.js";
-import { captionBox, labelPicker, labelsText, numberSelect, parseLabels, runSelect, seedControl, temperatureControl } from "../controls.js";
+import {
+  captionBox,
+  labelPicker,
+  labelsText,
+  numberSelect,
+  parseLabels,
+  runSelect,
+  seedControl,
+  temperatureControl,
+} from "../controls.js";
 import { commandBox, fill, h, loadImage, noticeSlot } from "../dom.js";
 import { gridLayout, zoom } from "../grid.js";
-import { curlCommand, processKind, sampleCommand, supports, takesCaptions, takesLabels, takesTemperature, update } from "../state.js";
+import {
+  curlCommand,
+  processKind,
+  sampleCommand,
+  supports,
+  takesCaptions,
+  takesLabels,
+  takesTemperature,
+  update,
+} from "../state.js";
 import { captionProblemOf, politely } from "./samples.js";
 
 const TITLES = {
-  canvas: ["DRAW, step by step", "The canvas after each of the T steps; the rectangle is where the write attention puts its patch."],
-  alignment: ["alignDRAW, step by step", "The canvas after each step; each word of the caption is shaded by how much the model attends to it at that step."],
-  pyramid: ["LAPGAN, coarse to fine", "From the coarsest level up: each level doubles the resolution and adds a residual generated from the image below it."],
-  gibbs: ["A Gibbs chain", "Alternating Gibbs sampling from a chosen start, the visible units' probabilities after each kept step."],
+  canvas: [
+    "DRAW, step by step",
+    "The canvas after each of the T steps; the rectangle is where the write attention puts its patch.",
+  ],
+  alignment: [
+    "alignDRAW, step by step",
+    "The canvas after each step; each word of the caption is shaded by how much the model attends to it at that step.",
+  ],
+  pyramid: [
+    "LAPGAN, coarse to fine",
+    "From the coarsest level up: each level doubles the resolution and adds a residual generated from the image below it.",
+  ],
+  gibbs: [
+    "A Gibbs chain",
+    "Alternating Gibbs sampling from a chosen start, the visible units' probabilities after each kept step.",
+  ],
 };
 
 const HOW_TO_READ = {
@@ -26,11 +56,24 @@ const HOW_TO_READ = {
 /** What the timeline asks the server for, from the URL's parameters (nothing the server does not take). */
 function processRequest(run, kind, p) {
   if (kind === "gibbs") {
-    return { n: Number(p.n) || 16, seed: Number(p.seed) || 0, start: p.start ?? "noise", steps: Number(p.steps) || 100, every: Number(p.every) || 5, each: 1 };
+    return {
+      n: Number(p.n) || 16,
+      seed: Number(p.seed) || 0,
+      start: p.start ?? "noise",
+      steps: Number(p.steps) || 100,
+      every: Number(p.every) || 5,
+      each: 1,
+    };
   }
   const labels = takesLabels(run) ? parseLabels(p.labels) : [];
   const caption = takesCaptions(run) ? (p.caption ?? run.conditions.captions.examples?.[0] ?? "").trim() : "";
-  const r = { n: Number(p.n) || (caption ? 4 : 16), seed: Number(p.seed) || 0, labels: labels.length ? labelsText(labels) : null, caption: caption || null, each: 1 };
+  const r = {
+    n: Number(p.n) || (caption ? 4 : 16),
+    seed: Number(p.seed) || 0,
+    labels: labels.length ? labelsText(labels) : null,
+    caption: caption || null,
+    each: 1,
+  };
   if (labels.length) {
     r.each = Number(p.per) || 4;
     r.n = labels.length * r.each;
@@ -61,7 +104,19 @@ export class ProcessView {
   update(p) {
     const candidates = this.ctx.runs.filter((r) => supports(r, "process"));
     if (!candidates.length) {
-      fill(this.root, h("div", { class: "view-head" }, h("h1", {}, "Processes")), h("div", { class: "card empty" }, h("p", {}, "None of the served runs draws step by step (DRAW, alignDRAW, LAPGAN) or runs a Gibbs chain (RBM, DBN, DBM).")));
+      fill(
+        this.root,
+        h("div", { class: "view-head" }, h("h1", {}, "Processes")),
+        h(
+          "div",
+          { class: "card empty" },
+          h(
+            "p",
+            {},
+            "None of the served runs draws step by step (DRAW, alignDRAW, LAPGAN) or runs a Gibbs chain (RBM, DBN, DBM).",
+          ),
+        ),
+      );
       return;
     }
     const run = this.ctx.byId.get(p.run);
@@ -91,37 +146,100 @@ export class ProcessView {
     this.command = commandBox();
     this.canvas = h("canvas", { class: "pixelated process-canvas", "data-testid": "process-canvas" });
     this.words = h("div", { class: "alignment-words", "data-testid": "alignment-words" });
-    this.slider = h("input", { type: "range", min: 0, max: 0, value: 0, step: 1, class: "scrubber", "data-testid": "scrubber", "aria-label": "step" });
+    this.slider = h(
+      "input",
+      {
+        type: "range",
+        min: 0,
+        max: 0,
+        value: 0,
+        step: 1,
+        class: "scrubber",
+        "data-testid": "scrubber",
+        "aria-label": "step",
+      },
+    );
     this.counter = h("span", { class: "counter mono", "data-testid": "step-counter" }, "—");
-    this.play = h("button", { class: "btn btn-primary play", type: "button", "data-testid": "play", "aria-label": "play" }, "▶ Play");
-    this.speed = h("select", { class: "input small" }, [4, 8, 16, 30].map((fps) => h("option", { value: fps, selected: fps === 8 }, `${fps} steps/s`)));
+    this.play = h(
+      "button",
+      { class: "btn btn-primary play", type: "button", "data-testid": "play", "aria-label": "play" },
+      "▶ Play",
+    );
+    this.speed = h(
+      "select",
+      { class: "input small" },
+      [4, 8, 16, 30].map((fps) => h("option", { value: fps, selected: fps === 8 }, `${fps} steps/s`)),
+    );
     this.slider.addEventListener("input", () => {
       this.pause();
       this.show(Number(this.slider.value));
     });
-    this.slider.addEventListener("change", () => update({ step: this.slider.value }, { replace: true, quiet: true }));
+    this.slider.addEventListener(
+      "change",
+      () => update({ step: this.slider.value }, { replace: true, quiet: true }),
+    );
     this.play.addEventListener("click", () => (this.timer ? this.pause() : this.start()));
     this.canvas.addEventListener("click", (e) => this.selectImage(e));
 
     const controls = [
-      runSelect(this.ctx.runs, run.id, (id) => update({ run: id, labels: null, caption: null, n: null, step: null, start: null }), (x) => supports(x, "process")),
+      runSelect(
+        this.ctx.runs,
+        run.id,
+        (id) => update({ run: id, labels: null, caption: null, n: null, step: null, start: null }),
+        (x) => supports(x, "process"),
+      ),
       (this.seed = seedControl(r.seed, (seed) => update({ seed, step: null }))),
-      !r.caption && !r.labels ? numberSelect("Images", r.n, [1, 4, 9, 16], (n) => update({ n, step: null }), "n") : null,
-      takesTemperature(run) ? temperatureControl(r.temperature ?? 1, true, (temperature) => update({ temperature, step: null })) : null,
+      !r.caption && !r.labels ? numberSelect(
+        "Images",
+        r.n,
+        [1, 4, 9, 16],
+        (n) => update({ n, step: null }),
+        "n",
+      ) : null,
+      takesTemperature(run) ? temperatureControl(
+        r.temperature ?? 1,
+        true,
+        (temperature) => update({ temperature, step: null }),
+      ) : null,
     ];
     if (kind === "gibbs") {
-      const start = h("select", { class: "input", "data-testid": "gibbs-start", onchange: () => update({ start: start.value, step: null }) }, ["noise", "data", "zeros"].map((s) => h("option", { value: s, selected: s === r.start }, s)));
+      const start = h(
+        "select",
+        {
+          class: "input",
+          "data-testid": "gibbs-start",
+          onchange: () => update({ start: start.value, step: null }),
+        },
+        ["noise", "data", "zeros"].map((s) => h("option", { value: s, selected: s === r.start }, s)),
+      );
       controls.push(h("label", { class: "field" }, h("span", { class: "field-label" }, "Start from"), start));
-      controls.push(numberSelect("Steps", r.steps, [20, 50, 100, 200], (steps) => update({ steps, step: null })));
-      controls.push(numberSelect("A frame every", r.every, [1, 2, 5, 10], (every) => update({ every, step: null })));
+      controls.push(
+        numberSelect("Steps", r.steps, [20, 50, 100, 200], (steps) => update({ steps, step: null })),
+      );
+      controls.push(
+        numberSelect("A frame every", r.every, [1, 2, 5, 10], (every) => update({ every, step: null })),
+      );
     }
     this.caption = null;
     let conditions = null;
     if (takesCaptions(run)) {
-      this.caption = captionBox(run, r.caption ?? "", (caption, push) => update({ caption, step: null }, { replace: !push }));
+      this.caption = captionBox(
+        run,
+        r.caption ?? "",
+        (caption, push) => update({ caption, step: null }, { replace: !push }),
+      );
       conditions = h("div", { class: "card conditions" }, this.caption);
     } else if (takesLabels(run)) {
-      conditions = h("div", { class: "card conditions" }, labelPicker(run, parseLabels(this.p.labels), r.each > 1 ? r.each : 4, (labels, per) => update({ labels: labels.length ? labelsText(labels) : null, per, step: null })));
+      conditions = h(
+        "div",
+        { class: "card conditions" },
+        labelPicker(
+          run,
+          parseLabels(this.p.labels),
+          r.each > 1 ? r.each : 4,
+          (labels, per) => update({ labels: labels.length ? labelsText(labels) : null, per, step: null }),
+        ),
+      );
     }
     fill(
       this.root,
@@ -150,7 +268,18 @@ export class ProcessView {
   async load() {
     const run = this.run;
     const r = this.request;
-    const q = query({ n: r.n, seed: r.seed, temperature: r.temperature === 1 ? null : r.temperature, labels: r.labels, caption: r.caption, start: r.start, steps: r.steps, every: r.every });
+    const q = query(
+      {
+        n: r.n,
+        seed: r.seed,
+        temperature: r.temperature === 1 ? null : r.temperature,
+        labels: r.labels,
+        caption: r.caption,
+        start: r.start,
+        steps: r.steps,
+        every: r.every,
+      },
+    );
     const key = `${run.id}${q}`;
     if (key === this.key || (r.caption && captionProblemOf(run, r.caption))) return;
     this.key = key;
@@ -158,13 +287,21 @@ export class ProcessView {
     const frame = this.canvas.parentElement;
     frame.classList.add("loading");
     try {
-      const { data, command } = await this.latest.run((signal) => getJSON(runUrl(run.id, `/process.json${q}`), { signal }));
+      const { data, command } = await this.latest.run(
+        (signal) => getJSON(runUrl(run.id, `/process.json${q}`), { signal }),
+      );
       const images = await Promise.all(data.frames.map(loadImage));
       this.data = data;
       this.images = images;
       this.notices.clear();
       const widest = Math.max(...images.map((img) => img.naturalWidth));
-      this.layout = data.layout ? gridLayout(r.n, run.image_shape, images[0].naturalWidth, r.each, data.layout) : null;
+      this.layout = data.layout ? gridLayout(
+        r.n,
+        run.image_shape,
+        images[0].naturalWidth,
+        r.each,
+        data.layout,
+      ) : null;
       this.zoom = zoom(widest, 520, 3);
       this.selected = Math.min(this.selected, r.n - 1);
       this.slider.max = String(images.length - 1);
@@ -245,11 +382,27 @@ export class ProcessView {
     const top = Math.max(...weights, 1e-9);
     fill(
       this.words,
-      h("span", { class: "muted small" }, this.layout && this.layout.n > 1 ? `attention of image ${this.selected + 1} (click another):` : "attention:"),
+      h(
+        "span",
+        { class: "muted small" },
+        this.layout && this.layout.n > 1 ? `attention of image ${this.selected + 1} (click another):` : "attention:",
+      ),
       ws.map((w, i) => {
         const weight = weights[i] ?? 0;
         const a = weight / top;
-        return h("span", { class: "word", style: { background: `rgba(79, 70, 229, ${0.08 + 0.82 * a})`, color: a > 0.5 ? "#fff" : "#1c2030" }, title: `${(weight * 100).toFixed(1)}%`, "data-weight": weight.toFixed(4) }, w);
+        return h(
+          "span",
+          {
+            class: "word",
+            style: {
+              background: `rgba(79, 70, 229, ${0.08 + 0.82 * a})`,
+              color: a > 0.5 ? "#fff" : "#1c2030",
+            },
+            title: `${(weight * 100).toFixed(1)}%`,
+            "data-weight": weight.toFixed(4),
+          },
+          w,
+        );
       }),
     );
   }

@@ -2,10 +2,28 @@
 // beside each sample what the model says of it (its score) and its nearest training image.
 
 import { ApiError, Latest, getImage, getJSON, query, runUrl } from "../api.js";
-import { captionBox, captionProblem, labelPicker, labelsText, numberSelect, parseLabels, runSelect, seedControl, temperatureControl } from "../controls.js";
+import {
+  captionBox,
+  captionProblem,
+  labelPicker,
+  labelsText,
+  numberSelect,
+  parseLabels,
+  runSelect,
+  seedControl,
+  temperatureControl,
+} from "../controls.js";
 import { commandBox, fill, fmt, h, loadImage, noticeSlot } from "../dom.js";
 import { gridLayout, zoom } from "../grid.js";
-import { hasImages, sampleCommand, supports, takesCaptions, takesLabels, takesTemperature, update } from "../state.js";
+import {
+  hasImages,
+  sampleCommand,
+  supports,
+  takesCaptions,
+  takesLabels,
+  takesTemperature,
+  update,
+} from "../state.js";
 
 const N_CHOICES = [16, 36, 64, 100, 256];
 const CAPTION_N = [4, 8];
@@ -19,7 +37,15 @@ export function sampleRequest(run, p) {
   const seed = Number(p.seed) || 0;
   const temperature = takesTemperature(run) && p.temperature !== undefined ? Number(p.temperature) : null;
   if (labels.length) {
-    return { n: labels.length * per, each: per, seed, temperature, labels: labelsText(labels), caption: null, per };
+    return {
+      n: labels.length * per,
+      each: per,
+      seed,
+      temperature,
+      labels: labelsText(labels),
+      caption: null,
+      per,
+    };
   }
   if (caption) {
     const n = CAPTION_N.includes(Number(p.n)) ? Number(p.n) : 8;
@@ -30,7 +56,15 @@ export function sampleRequest(run, p) {
 }
 
 export function requestQuery(r) {
-  return query({ n: r.n, seed: r.seed, temperature: r.temperature === 1 ? null : r.temperature, labels: r.labels, caption: r.caption });
+  return query(
+    {
+      n: r.n,
+      seed: r.seed,
+      temperature: r.temperature === 1 ? null : r.temperature,
+      labels: r.labels,
+      caption: r.caption,
+    },
+  );
 }
 
 export class SamplesView {
@@ -57,12 +91,26 @@ export class SamplesView {
     this.command = commandBox();
     this.summary = h("div", { class: "score-summary muted", "data-testid": "score-summary" });
     root.append(
-      h("div", { class: "view-head" }, h("h1", {}, "Samples"), h("p", { class: "lede" }, "Draw from a model: the same seed always gives the same picture, byte for byte what the command below writes.")),
+      h(
+        "div",
+        { class: "view-head" },
+        h("h1", {}, "Samples"),
+        h(
+          "p",
+          { class: "lede" },
+          "Draw from a model: the same seed always gives the same picture, byte for byte what the command below writes.",
+        ),
+      ),
       this.info,
       this.controls,
       this.conditions,
       this.notices,
-      h("div", { class: "stage" }, h("div", { class: "card picture-card" }, this.frame, this.summary), this.inspector),
+      h(
+        "div",
+        { class: "stage" },
+        h("div", { class: "card picture-card" }, this.frame, this.summary),
+        this.inspector,
+      ),
       this.command,
     );
   }
@@ -70,7 +118,10 @@ export class SamplesView {
   update(p) {
     const run = this.ctx.byId.get(p.run) ?? this.ctx.runs[0];
     if (!run) {
-      fill(this.controls, h("p", { class: "muted" }, "No run is served: train one (make demo) and start genlearn serve again."));
+      fill(
+        this.controls,
+        h("p", { class: "muted" }, "No run is served: train one (make demo) and start genlearn serve again."),
+      );
       return;
     }
     if (p.run && !this.ctx.byId.has(p.run)) {
@@ -97,23 +148,56 @@ export class SamplesView {
   buildControls(run, p) {
     const r = this.request;
     this.seed = seedControl(r.seed, (seed) => update({ seed }));
-    this.scoresToggle = h("input", { type: "checkbox", "data-testid": "scores-toggle", onchange: () => update({ scores: this.scoresToggle.checked ? "1" : null }) });
+    this.scoresToggle = h(
+      "input",
+      {
+        type: "checkbox",
+        "data-testid": "scores-toggle",
+        onchange: () => update({ scores: this.scoresToggle.checked ? "1" : null }),
+      },
+    );
     const nChoices = r.caption ? CAPTION_N : N_CHOICES;
     fill(
       this.controls,
-      runSelect(this.ctx.runs, run.id, (id) => update({ run: id, labels: null, caption: null, n: null, temperature: null })),
+      runSelect(
+        this.ctx.runs,
+        run.id,
+        (id) => update({ run: id, labels: null, caption: null, n: null, temperature: null }),
+      ),
       this.seed,
-      takesTemperature(run) ? temperatureControl(r.temperature ?? 1, true, (temperature) => update({ temperature })) : null,
-      r.labels ? null : numberSelect("Samples", r.n, nChoices.includes(r.n) ? nChoices : [...nChoices, r.n].sort((a, b) => a - b), (n) => update({ n }), "n"),
+      takesTemperature(run) ? temperatureControl(
+        r.temperature ?? 1,
+        true,
+        (temperature) => update({ temperature }),
+      ) : null,
+      r.labels ? null : numberSelect(
+        "Samples",
+        r.n,
+        nChoices.includes(r.n) ? nChoices : [...nChoices, r.n].sort((a, b) => a - b),
+        (n) => update({ n }),
+        "n",
+      ),
       supports(run, "scores")
-        ? h("label", { class: "toggle", title: "Show, beside each sample, the model's score of it and its nearest training image" }, this.scoresToggle, h("span", {}, "Scores & nearest"))
+        ? h(
+          "label",
+          {
+            class: "toggle",
+            title: "Show, beside each sample, the model's score of it and its nearest training image",
+          },
+          this.scoresToggle,
+          h("span", {}, "Scores & nearest"),
+        )
         : null,
     );
     this.caption = null;
     this.labelPicker = null;
     if (takesLabels(run)) this.refreshLabels(run, p);
     else if (takesCaptions(run)) {
-      this.caption = captionBox(run, p.caption ?? "", (caption, push) => update({ caption, n: null }, { replace: !push }));
+      this.caption = captionBox(
+        run,
+        p.caption ?? "",
+        (caption, push) => update({ caption, n: null }, { replace: !push }),
+      );
       fill(this.conditions, this.caption);
       this.conditions.hidden = false;
     } else {
@@ -141,7 +225,9 @@ export class SamplesView {
       this.frame.classList.add("loading");
       this.frame.setAttribute("aria-busy", "true");
       try {
-        const { url, command } = await this.grid.run((signal) => getImage(runUrl(run.id, `/samples.png${q}`), { signal }));
+        const { url, command } = await this.grid.run(
+          (signal) => getImage(runUrl(run.id, `/samples.png${q}`), { signal }),
+        );
         this.notices.clear();
         const img = await loadImage(url);
         if (this.picture.src.startsWith("blob:")) URL.revokeObjectURL(this.picture.src);
@@ -179,7 +265,9 @@ export class SamplesView {
     }
     this.summary.textContent = "Scoring the samples…";
     try {
-      const { data } = await this.scores.run((signal) => getJSON(runUrl(this.run.id, `/scores.json${q}`), { signal }));
+      const { data } = await this.scores.run(
+        (signal) => getJSON(runUrl(this.run.id, `/scores.json${q}`), { signal }),
+      );
       this.scoreData = data.samples ?? [];
       this.scoreAbout = data.score ?? null;
       this.summarise();
@@ -215,13 +303,20 @@ export class SamplesView {
         type: "button",
         "aria-label": `sample ${i + 1}`,
         "data-index": i,
-        style: { left: pct(b.x, layout.width), top: pct(b.y, layout.height), width: pct(b.w, layout.width), height: pct(b.h, layout.height) },
+        style: {
+          left: pct(b.x, layout.width),
+          top: pct(b.y, layout.height),
+          width: pct(b.w, layout.width),
+          height: pct(b.h, layout.height),
+        },
       });
       cell.addEventListener("mouseenter", () => this.inspect(i));
       cell.addEventListener("focus", () => this.inspect(i));
       cell.addEventListener("click", () => {
         this.pinned = this.pinned === i ? null : i;
-        this.cells.querySelectorAll(".cell").forEach((c) => c.classList.toggle("pinned", Number(c.dataset.index) === this.pinned));
+        this.cells.querySelectorAll(".cell").forEach(
+          (c) => c.classList.toggle("pinned", Number(c.dataset.index) === this.pinned),
+        );
         if (!this.showScores) update({ scores: "1" });
       });
       this.cells.append(cell);
@@ -237,7 +332,11 @@ export class SamplesView {
       fill(
         this.inspector,
         h("h2", {}, "What the model says"),
-        h("p", { class: "muted" }, this.showScores ? "Hover or focus a sample to see its score and its nearest training image." : "Turn on “Scores & nearest” and hover a sample: its score under the model and the training image closest to it."),
+        h(
+          "p",
+          { class: "muted" },
+          this.showScores ? "Hover or focus a sample to see its score and its nearest training image." : "Turn on “Scores & nearest” and hover a sample: its score under the model and the training image closest to it.",
+        ),
       );
       return;
     }
@@ -247,7 +346,26 @@ export class SamplesView {
     fill(
       this.inspector,
       h("h2", {}, `Sample ${i + 1}`, condition ? h("span", { class: "muted" }, ` · ${condition}`) : null),
-      h("div", { class: "pair" }, h("figure", {}, crop(this.picture, this.layout.cell(i)), h("figcaption", {}, "sample")), s?.nearest ? h("figure", {}, h("img", { class: "pixelated", src: s.nearest.image, alt: "nearest training image", "data-testid": "nearest", style: { width: `${Math.round(this.layout.cell(i).w * 2)}px` } }), h("figcaption", {}, `nearest training image #${s.nearest.index}`)) : null),
+      h(
+        "div",
+        { class: "pair" },
+        h("figure", {}, crop(this.picture, this.layout.cell(i)), h("figcaption", {}, "sample")),
+        s?.nearest ? h(
+          "figure",
+          {},
+          h(
+            "img",
+            {
+              class: "pixelated",
+              src: s.nearest.image,
+              alt: "nearest training image",
+              "data-testid": "nearest",
+              style: { width: `${Math.round(this.layout.cell(i).w * 2)}px` },
+            },
+          ),
+          h("figcaption", {}, `nearest training image #${s.nearest.index}`),
+        ) : null,
+      ),
       s ? scoreLines(s) : h("p", { class: "muted" }, this.showScores ? "Scoring…" : "Scores are off."),
     );
   }
@@ -257,8 +375,23 @@ function scoreLines(s) {
   return h(
     "dl",
     { class: "figures" },
-    s.score ? [h("dt", {}, s.score.name), h("dd", { "data-testid": "score" }, `${fmt(s.score.value)} ${s.score.unit ?? ""}`, h("span", { class: "better", title: `${s.score.better ?? "higher"} is better` }, s.score.better === "lower" ? " ↓" : " ↑"))] : [h("dt", {}, "score"), h("dd", { class: "muted" }, "this model gives none")],
-    s.nearest ? [h("dt", {}, "distance to nearest"), h("dd", { "data-testid": "distance" }, fmt(s.nearest.distance))] : null,
+    s.score ? [
+      h("dt", {}, s.score.name),
+      h(
+        "dd",
+        { "data-testid": "score" },
+        `${fmt(s.score.value)} ${s.score.unit ?? ""}`,
+        h(
+          "span",
+          { class: "better", title: `${s.score.better ?? "higher"} is better` },
+          s.score.better === "lower" ? " ↓" : " ↑",
+        ),
+      ),
+    ] : [h("dt", {}, "score"), h("dd", { class: "muted" }, "this model gives none")],
+    s.nearest ? [
+      h("dt", {}, "distance to nearest"),
+      h("dd", { "data-testid": "distance" }, fmt(s.nearest.distance)),
+    ] : null,
   );
 }
 

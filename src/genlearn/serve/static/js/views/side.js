@@ -2,7 +2,14 @@
 // lapgan-conditional with the same labels, draw beside draw-noattn with the same seed).
 
 import { Latest, getImage, runUrl } from "../api.js";
-import { captionBox, labelPicker, labelsText, parseLabels, seedControl, temperatureControl } from "../controls.js";
+import {
+  captionBox,
+  labelPicker,
+  labelsText,
+  parseLabels,
+  seedControl,
+  temperatureControl,
+} from "../controls.js";
 import { commandBox, fill, h, loadImage, noticeSlot } from "../dom.js";
 import { zoom } from "../grid.js";
 import { sampleCommand, takesCaptions, takesLabels, takesTemperature, update } from "../state.js";
@@ -60,30 +67,75 @@ export class SideView {
     const picker = h(
       "div",
       { class: "run-chips", "data-testid": "run-chips" },
-      runs.map((r) => h("button", { type: "button", class: "chip chip-run", "aria-pressed": String(chosenIds.has(r.id)), onclick: () => toggle(r.id), title: r.family }, r.id)),
+      runs.map(
+        (r) => h(
+          "button",
+          {
+            type: "button",
+            class: "chip chip-run",
+            "aria-pressed": String(chosenIds.has(r.id)),
+            onclick: () => toggle(r.id),
+            title: r.family,
+          },
+          r.id,
+        ),
+      ),
     );
     this.seed = seedControl(Number(this.p.seed) || 0, (seed) => update({ seed }));
     const labelRun = chosen.find(takesLabels);
     const captionRun = chosen.find(takesCaptions);
     const temperatureRun = chosen.find(takesTemperature);
-    this.caption = captionRun ? captionBox(captionRun, this.p.caption ?? "", (caption, push) => update({ caption }, { replace: !push })) : null;
+    this.caption = captionRun ? captionBox(
+      captionRun,
+      this.p.caption ?? "",
+      (caption, push) => update({ caption }, { replace: !push }),
+    ) : null;
     const conditions = [
-      labelRun ? labelPicker(labelRun, parseLabels(this.p.labels), Number(this.p.per) || 8, (labels, per) => update({ labels: labels.length ? labelsText(labels) : null, per: labels.length ? per : null })) : null,
+      labelRun ? labelPicker(
+        labelRun,
+        parseLabels(this.p.labels),
+        Number(this.p.per) || 8,
+        (labels, per) => update(
+          { labels: labels.length ? labelsText(labels) : null, per: labels.length ? per : null },
+        ),
+      ) : null,
       this.caption,
     ].filter(Boolean);
     this.panels = new Map(chosen.map((run) => [run.id, new Panel(run)]));
     fill(
       this.root,
-      h("div", { class: "view-head" }, h("h1", {}, "Side by side"), h("p", { class: "lede" }, "One seed, the same labels or caption, sent to several runs at once. Labels go to the runs that take labels, a caption to those that read captions; the others draw with the seed alone.")),
+      h(
+        "div",
+        { class: "view-head" },
+        h("h1", {}, "Side by side"),
+        h(
+          "p",
+          { class: "lede" },
+          "One seed, the same labels or caption, sent to several runs at once. Labels go to the runs that take labels, a caption to those that read captions; the others draw with the seed alone.",
+        ),
+      ),
       h(
         "div",
         { class: "card side-controls conditions" },
         h("div", { class: "field-label" }, "Runs"),
         picker,
-        h("div", { class: "toolbar" }, this.seed, temperatureRun ? temperatureControl(Number(this.p.temperature ?? 1), true, (temperature) => update({ temperature })) : null),
+        h(
+          "div",
+          { class: "toolbar" },
+          this.seed,
+          temperatureRun ? temperatureControl(
+            Number(this.p.temperature ?? 1),
+            true,
+            (temperature) => update({ temperature }),
+          ) : null,
+        ),
         conditions,
       ),
-      chosen.length ? h("div", { class: "side-grid" }, [...this.panels.values()].map((panel) => panel.el)) : h("div", { class: "card empty" }, h("p", {}, "Pick two runs or more above.")),
+      chosen.length ? h(
+        "div",
+        { class: "side-grid" },
+        [...this.panels.values()].map((panel) => panel.el),
+      ) : h("div", { class: "card empty" }, h("p", {}, "Pick two runs or more above.")),
     );
   }
 }
@@ -93,12 +145,23 @@ class Panel {
   constructor(run) {
     this.run = run;
     this.latest = new Latest();
-    this.img = h("img", { class: "pixelated grid-img", alt: `samples of ${run.id}`, "data-testid": "side-grid" });
+    this.img = h(
+      "img",
+      { class: "pixelated grid-img", alt: `samples of ${run.id}`, "data-testid": "side-grid" },
+    );
     this.note = h("p", { class: "muted small" });
     this.notices = noticeSlot();
     this.command = commandBox("Command");
     this.frame = h("div", { class: "picture loading" }, this.img);
-    this.el = h("article", { class: "card side-panel", "data-run": run.id }, h("header", {}, h("h2", {}, run.id), h("span", { class: "chip chip-family" }, run.family)), this.frame, this.note, this.notices, this.command);
+    this.el = h(
+      "article",
+      { class: "card side-panel", "data-run": run.id },
+      h("header", {}, h("h2", {}, run.id), h("span", { class: "chip chip-family" }, run.family)),
+      this.frame,
+      this.note,
+      this.notices,
+      this.command,
+    );
   }
 
   async load(p) {
@@ -107,11 +170,16 @@ class Panel {
     const q = requestQuery(r);
     if (q === this.key || (r.caption && captionProblemOf(run, r.caption))) return;
     this.key = q;
-    const ignored = [p.labels && !takesLabels(run) ? "labels" : null, p.caption && !takesCaptions(run) ? "the caption" : null].filter(Boolean);
+    const ignored = [
+      p.labels && !takesLabels(run) ? "labels" : null,
+      p.caption && !takesCaptions(run) ? "the caption" : null,
+    ].filter(Boolean);
     this.note.textContent = ignored.length ? `Takes no ${ignored.join(" or ")}: drawn with the seed alone.` : "";
     this.frame.classList.add("loading");
     try {
-      const { url, command } = await this.latest.run((signal) => getImage(runUrl(run.id, `/samples.png${q}`), { signal }));
+      const { url, command } = await this.latest.run(
+        (signal) => getImage(runUrl(run.id, `/samples.png${q}`), { signal }),
+      );
       const img = await loadImage(url);
       this.img.src = url;
       this.img.style.width = `${img.naturalWidth * zoom(img.naturalWidth, 360, 2)}px`;
