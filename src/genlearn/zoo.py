@@ -29,11 +29,9 @@ import safetensors.torch
 from genlearn import files, registry, runs
 from genlearn.errors import UserError
 
-# What an entry carries over from its run: pictures and the training curve. Not trainer.pt (the
-# optimiser's state, several times the weights), not tensorboard/ (the same curve again), not
-# the lock.
-PICTURE_SUFFIXES = (".png", ".gif")
-CARRIED_TEXT = (runs.METRICS_FILE, "samples-captions.txt")
+# An entry carries over its run's config and training records, not trainer.pt (the optimiser's
+# state, several times the weights), tensorboard/ (the same curve again) or the lock; its pictures
+# are drawn again from the weights it ships.
 CARD_FILE = "README.md"
 # `genlearn eval`'s settings for the expensive metrics of an export: the protocols' own.
 EXPORT_K = 5000
@@ -301,20 +299,22 @@ def _float32_weights(run_dir: Path, destination: Path) -> runs.WeightsId:
     return runs.identify(data, destination / runs.MODEL_FILE)
 
 
-def _carry(run_dir: Path, destination: Path) -> list[str]:
-    """Copy config.toml, the training curve and the pictures; returns the pictures' names."""
+def _carry(run_dir: Path, destination: Path) -> None:
+    """Copy config.toml and the training curve's records (metrics.jsonl)."""
     files.atomic_write(destination / runs.CONFIG_FILE, files.read_bytes(run_dir / runs.CONFIG_FILE))
-    for name in CARRIED_TEXT:
-        if files.lexists(run_dir / name):
-            files.atomic_write(destination / name, files.read_bytes(run_dir / name))
-    pictures = sorted(
-        p.name
-        for p in run_dir.iterdir()
-        if p.suffix in PICTURE_SUFFIXES and p.is_file() and not p.is_symlink()
-    )
-    for name in pictures:
-        files.atomic_write(destination / name, files.read_bytes(run_dir / name))
-    return pictures
+    if files.lexists(run_dir / runs.METRICS_FILE):
+        files.atomic_write(destination / runs.METRICS_FILE, files.read_bytes(run_dir / runs.METRICS_FILE))
+
+
+def _pictures(entry: Path) -> list[str]:
+    """The run's pictures drawn again from the entry's own (float32) weights, as training draws
+    them at its end: what the entry shows is what its file holds."""
+    from genlearn import data as datasets
+    from genlearn.viz.figures import write_run_figures
+
+    model = registry.load_model(entry)
+    _, config = registry.run_config(entry)
+    return write_run_figures(model, datasets.load(config, train=False), entry)
 
 
 def applicable_metrics(model: Any) -> list[str]:
@@ -381,7 +381,8 @@ def export_run(
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         weights = _float32_weights(run_dir, work)
-        pictures = _carry(run_dir, work)
+        _carry(run_dir, work)
+        pictures = _pictures(work)
         exported = {k: v for k, v in described.items() if k not in ("weights", "earlier_metrics")}
         exported |= {
             "weights": weights.as_json(),
