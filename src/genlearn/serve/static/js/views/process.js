@@ -302,7 +302,7 @@ export class ProcessView {
         r.each,
         data.layout,
       ) : null;
-      this.zoom = zoom(widest, 520, 3);
+      this.zoom = zoom(widest, 520, 4);
       this.selected = Math.min(this.selected, r.n - 1);
       this.slider.max = String(images.length - 1);
       this.command.set(command || this.fallbackCommand(q));
