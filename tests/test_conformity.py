@@ -1,4 +1,4 @@
-"""The conformity metric of alignDRAW (issue 13): what each caption says sits where, the checker
+"""The conformity metric of alignDRAW: what each caption says sits where, the checker
 that reads it off a canvas, its weights cache, and the metric judged with stand-in models.
 
 A small checker (250 steps of 64, about 20 s on one thread, 89% exact match) is trained once per

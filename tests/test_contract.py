@@ -249,7 +249,7 @@ def _genlearn_imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", sorted((SRC / "models").glob("*.py")), ids=lambda p: p.name)
 def test_models_sit_below_train_eval_and_data(path):
-    """DESIGN.md's layers: a model file imports config, errors, nn/ and models/ only."""
+    """docs/ARCHITECTURE.md's layers: a model file imports config, errors, nn/ and models/ only."""
     below = ("genlearn.train", "genlearn.eval", "genlearn.data", "genlearn.runs", "genlearn.viz")
     wrong = sorted(m for m in _genlearn_imports(path) if m.startswith(below))
     assert not wrong, f"{path.name} imports {wrong}"
