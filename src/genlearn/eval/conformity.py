@@ -1,4 +1,4 @@
-r"""The in-project checker behind `genlearn eval RUN --metric conformity` (alignDRAW, issue 13):
+r"""The in-project checker behind `genlearn eval RUN --metric conformity` (alignDRAW):
 a small network that reads which digit, if any, sits in each of the eight places a caption of
 MNIST with captions can name (`captions.POSITIONS`), so that a sample drawn for a caption conforms
 when the checker's reading equals the caption's (`captions.reading_of`).
