@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,11 @@ from genlearn.errors import UserError
 
 DEFAULT_DIRECTORIES = ("zoo", "runs")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-MAX_THREADS = 2  # torch threads of the server: requests are answered one at a time anyway
+# torch threads of the server. One: the server answers one request at a time, most of them small
+# (a decode, a grid), and where the cores are shared a second thread waits for a core at every
+# operation: a decode took 0.25 ms on one thread and 30 ms on two on this project's 2-core machine
+# beside two trainings (benchmarks/bench_serve.py).
+THREADS = 1
 
 __all__ = ["DEFAULT_DIRECTORIES", "create_app", "directories", "listen", "serve"]
 
@@ -87,14 +92,15 @@ def serve(
 ) -> None:
     """Serve the explorer until Ctrl-C (or SIGTERM), which stops it cleanly. Prints the address
     (and a warning when `host` lets other machines in); a port in use, a directory that does not
-    exist or nothing to serve are one line (UserError)."""
+    exist or nothing to serve are one line (UserError). Meanwhile a thread loads every run's model
+    and draws its gallery card, so that the gallery opens at once (`Explorer.warm`)."""
     import torch
     import uvicorn
 
     served = directories(given)
     app = create_app(served)
     sock = listen(host, port)
-    torch.set_num_threads(max(1, min(MAX_THREADS, len(os.sched_getaffinity(0)))))
+    torch.set_num_threads(THREADS)
     if host not in LOCAL_HOSTS:
         print(
             f"warning: --host {host} lets other machines reach the explorer (read-only, no password); "
@@ -107,6 +113,9 @@ def serve(
     announce(
         f"serving {count} run{'s' * (count != 1)} from {names} at {address(sock)} (Ctrl-C stops)", flush=True
     )
+    explorer = app.state.explorer
+    warming = threading.Thread(target=explorer.warm, args=(announce,), name="warm-up")
+    warming.start()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     try:
         server.run(sockets=[sock])
@@ -114,4 +123,6 @@ def serve(
         pass
     finally:
         sock.close()
+        explorer.stopping.set()  # torch's threads must not be running when the process ends
+        warming.join()
     announce("stopped", flush=True)

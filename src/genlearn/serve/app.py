@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -39,6 +40,10 @@ COMMAND_HEADER = "X-Genlearn-Command"
 JSON = "application/json"
 PNG = "image/png"
 CAPTION_EXAMPLES = 4
+# What the page's gallery asks of each run (drawn ahead by `Explorer.warm`): 16 images, or a
+# scatter of 256 points.
+GALLERY_CARD = {"n": "16", "seed": "0"}
+GALLERY_POINTS = {"n": "256", "seed": "0"}
 # The parameters of each view: as `genlearn sample` names them where it has them.
 DRAW_PARAMS = ("n", "seed", "temperature", "labels", "caption")
 CHAIN_PARAMS = ("n", "seed", "start", "steps", "every")
@@ -136,6 +141,7 @@ class Explorer:
         self.models = Models(lambda run: registry.load_model(run.path), model_memory)
         self.answers = Answers(answer_memory)
         self.data = DataSets()
+        self.stopping = threading.Event()  # tells `warm` to stop between two runs
 
     # ---- runs -------------------------------------------------------------------------------------
     def summary(self, run: RunEntry, loaded: Loaded) -> dict[str, Any]:
@@ -227,6 +233,35 @@ class Explorer:
         with COMPUTE:
             items = [self.summary(run, loaded) for run, loaded in listed]
         return runs.dumps([{k: v for k, v in s.items() if not k.startswith("_")} for s in items]).encode()
+
+    def warm(self, announce: Callable[..., Any] | None = None) -> None:
+        """Load every served run's model and draw its gallery card (`GALLERY_CARD`) into the kept
+        answers, as the first visit would: a Boltzmann machine's 16 samples take its sampler's
+        1,000 Gibbs steps, seconds that the gallery need not wait for. Runs that fail are left
+        to their requests to report. `announce` is told when it is done."""
+        start = time.perf_counter()
+        listed = self.listed()
+        for run, loaded in listed:
+            if self.stopping.is_set():
+                return
+            query = GALLERY_CARD if loaded.model.image_shape is not None else GALLERY_POINTS
+            key = (run.id, run.identity, "samples.png", tuple(sorted(query.items())))
+            if self.answers.get(key) is not None:
+                continue
+            try:
+                d = views.Draw(n=int(query["n"]), seed=int(query["seed"]))
+                with COMPUTE:
+                    body = views.samples_png(loaded.model, d)
+                command = encode_command(views.sample_command(str(run.path), d, "samples.png"))
+                self.answers.put(key, body, {"content-type": PNG, COMMAND_HEADER: command})
+            except Exception as exc:  # said when the card is asked for
+                warn_once(f"{run.path}: its gallery card could not be drawn ahead: {exc}")
+        if announce is not None:
+            seconds = time.perf_counter() - start
+            announce(
+                f"gallery ready: {len(listed)} runs loaded and their cards drawn in {seconds:.1f} s",
+                flush=True,
+            )
 
     def run_detail(self, run: RunEntry) -> Response:
         loaded = self.models.get(run)
