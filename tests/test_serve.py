@@ -623,6 +623,25 @@ def api_bytes(run: Path) -> bytes:
     return genlearn.api.render_samples(run, 4)
 
 
+def test_readme_documents_every_endpoint_and_cap():
+    from genlearn.serve.app import VIEWS
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("### The JSON API") :]
+    section = section[: section.index("\n## ")]
+    for endpoint in ["/api/runs`", "/api/runs/{run}`", "/api/compare`", *(f"/{{run}}/{f}" for f in VIEWS)]:
+        assert endpoint in section, endpoint
+    caps = {
+        "n at most 256": views.MAX_SAMPLES == 256,
+        "(at most 64)": views.MAX_PROCESS == views.MAX_SCORED == 64,
+        "at most 200 steps": views.MAX_CHAIN_STEPS == 200,
+        "at most 10,000": views.MAX_LATENT == 10_000,
+        "2 to 32 images": views.MAX_STRIP == 32,
+    }
+    for words, holds in caps.items():
+        assert words in section and holds, words
+
+
 # ---- the command -------------------------------------------------------------------------------------
 @needs_mnist
 def test_serve_refuses_what_it_cannot_serve_in_one_line(inside, tmp_path):
