@@ -25,6 +25,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -270,6 +271,7 @@ def test_a_mistake_is_the_line_the_cli_prints(client, inside, url, status, cli):
         ("runs/vae/samples.png?n=abc", "argument --n: invalid int value: 'abc'"),
         ("runs/vae/samples.png?seed=1.5", "argument --seed: invalid int value: '1.5'"),
         ("runs/vae/samples.png?colour=red", "unknown parameter 'colour'"),
+        ("runs/vae/samples.png?seed=100000000000000000000000", "not a 64-bit integer"),
         ("runs/gan/latent.json", "latent view does not apply"),
         ("runs/draw/process.json?n=65", "at most 64"),
         ("runs/draw/process.json?steps=4", "'steps' does not apply"),
@@ -374,8 +376,12 @@ def test_the_latent_plane_of_a_2d_vae_is_z_itself(client, inside):
     strip = client.get("/api/runs/runs/vae/interpolate.png?ax=0.25&ay=-1.5&bx=1&by=2&steps=2").content
     assert strip == drawing.grid_png(model.decode_mean(torch.tensor([[0.25, -1.5], [1.0, 2.0]])), nrow=2)
     assert out["manifold"]["steps"] == 20 and out["manifold"]["z"] == sorted(out["manifold"]["z"])
-    manifold = client.get(out["manifold"]["url"]).content
-    assert manifold == (inside / "runs" / "vae" / "manifold.png").read_bytes()  # the run's own picture
+    manifold = np.asarray(pixels(client.get(out["manifold"]["url"]).content), dtype=int)
+    z = out["manifold"]["z"]
+    for r, c in ((0, 0), (19, 19), (4, 13)):  # the tile at (r, c) is the image decoded at (z[c], z[19 - r])
+        tile = manifold[2 + 30 * r : 30 + 30 * r, 2 + 30 * c : 30 + 30 * c]
+        at = client.get(f"/api/runs/runs/vae/decode.png?x={z[c]}&y={z[19 - r]}").content
+        assert np.abs(tile - np.asarray(pixels(at, every=2), dtype=int)[2:30, 2:30]).max() <= 1
 
 
 @needs_mnist
@@ -617,6 +623,20 @@ def test_a_run_whose_files_change_is_loaded_again(root, tmp_path, monkeypatch):
     safetensors.torch.save_file(other.state_dict(), str(tmp_path / "runs" / "gan" / "model.safetensors"))
     second = client.get("/api/runs/runs/gan/samples.png?n=4").content
     assert second != first and second == api_bytes(tmp_path / "runs" / "gan")
+
+
+@needs_mnist
+def test_a_damaged_run_is_left_out_of_the_gallery_and_said_when_asked(root, tmp_path, monkeypatch):
+    import shutil
+
+    for name in ("gan", "vae"):
+        shutil.copytree(root / "runs" / name, tmp_path / "runs" / name)
+    (tmp_path / "runs" / "gan" / "model.safetensors").write_bytes(b"not safetensors")
+    monkeypatch.chdir(tmp_path)
+    client = TestClient(create_app(["runs"]))
+    assert [r["id"] for r in client.get("/api/runs").json()] == ["runs/vae"]
+    answer = client.get("/api/runs/runs/gan/samples.png")
+    assert answer.status_code == 400 and "runs/gan/model.safetensors is corrupt" in answer.json()["error"]
 
 
 def api_bytes(run: Path) -> bytes:

@@ -102,10 +102,17 @@ class Query:
             raise UserError(f"{name} must be a finite number, got {value:g}")
         return value
 
+    def seed(self) -> int:
+        """A seed torch can take (a 64-bit integer)."""
+        seed = self.int("seed", 0) or 0
+        if not -(2**63) <= seed < 2**64:
+            raise UserError(f"argument --seed: {seed} is not a 64-bit integer (torch's seeds are)")
+        return seed
+
     def draw(self) -> views.Draw:
         return views.Draw(
             n=self.int("n"),
-            seed=self.int("seed", 0) or 0,
+            seed=self.seed(),
             temperature=self.float("temperature", 1.0),
             labels=self.text("labels"),
             caption=self.text("caption"),
@@ -219,7 +226,7 @@ class Explorer:
         for run in self.catalog.refresh().values():
             try:
                 out.append((run, self.models.get(run)))
-            except UserError as exc:
+            except Exception as exc:  # a damaged run does not take the others down with it
                 warn_once(f"{run.path} is left out: {exc}")
         return out
 
@@ -345,7 +352,7 @@ class Explorer:
                     path,
                     "from genlearn.viz.figures import manifold",
                     "from genlearn.viz.samples import grid_png",
-                    "png = grid_png(manifold(model), nrow=20, scale=1)  # the run's manifold.png",
+                    "png = grid_png(manifold(model), nrow=20, scale=1)  # the grid of the run's manifold.png",
                 )
                 return views.manifold_png(model), PNG, snippet
             return self._latent(run, loaded, file, q)
@@ -366,7 +373,7 @@ class Explorer:
                 data,
                 str(run.path),
                 q.int("n", views.PROCESS_N),
-                q.int("seed", 0),
+                q.seed(),
                 start,
                 q.int("steps", views.CHAIN_STEPS),
                 q.int("every", views.CHAIN_EVERY),

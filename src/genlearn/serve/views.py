@@ -255,10 +255,7 @@ def latent_json(model: Any, data: Any, flat: Plane, n: int) -> dict[str, Any]:
     if flat.explained is not None:
         out["explained"] = list(flat.explained)
     if model.can("latent_2d"):
-        out["manifold"] = {
-            "steps": MANIFOLD_STEPS,
-            "z": [round(v, 4) for v in manifold_coordinates().tolist()],
-        }
+        out["manifold"] = {"steps": MANIFOLD_STEPS, "z": manifold_coordinates().tolist()}
     return out
 
 
@@ -309,7 +306,9 @@ def interpolate_png(
 
 
 def manifold_png(model: Any) -> bytes:
-    """The run's manifold.png, byte for byte: decoder means over a 20 x 20 grid of z."""
+    """The decoder's means over the 20 x 20 grid of z of the run's manifold.png
+    (`viz.figures.manifold`), a bare grid at 1x, for the page to put its cursor on: the tile of
+    row r and column c is z = (z[c], z[19 - r]), z from `manifold_coordinates`."""
     from genlearn.viz.figures import manifold
 
     return drawing.grid_png(manifold(model, MANIFOLD_STEPS).float().cpu(), nrow=MANIFOLD_STEPS, scale=1)
