@@ -110,7 +110,8 @@ class Server:
             raise SystemExit(f"genlearn serve did not start: {line!r}")
         self.address = line.split(" at ")[1].split()[0]
         host, port = self.address.removeprefix("http://").rstrip("/").rsplit(":", 1)
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=600)
+        self.host, self.port = host, int(port)
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
 
     def wait_ready(self) -> str:
         """The server's line saying its gallery is ready (every model loaded, every card drawn),
@@ -121,8 +122,15 @@ class Server:
     def get(self, path: str) -> tuple[float, float, bytes]:
         """(round trip s, server s, body) of one GET; an error answer stops the benchmark."""
         start = time.perf_counter()
-        self.conn.request("GET", path)
-        answer = self.conn.getresponse()
+        try:
+            self.conn.request("GET", path)
+            answer = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):  # idle past uvicorn's keep-alive (5 s)
+            self.conn.close()
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
+            start = time.perf_counter()
+            self.conn.request("GET", path)
+            answer = self.conn.getresponse()
         body = answer.read()
         wall = time.perf_counter() - start
         if answer.status != 200:
