@@ -490,7 +490,21 @@ def test_pictures_are_written(finished_run):
         with Image.open(finished_run / name) as img:
             assert img.format == "PNG" and img.width > 100 and img.height > 100
     with Image.open(finished_run / "samples.png") as img:
-        assert img.width == img.height  # a 10 x 10 grid
+        assert img.width == 604 and img.height > img.width  # a 10 x 10 grid under its title
+    with Image.open(finished_run / "manifold.png") as img:
+        assert img.width > 602 + 60 and img.height > 602 + 100  # the 20 x 20 grid, its axes and title
+
+
+def test_training_png_plots_the_elbo_as_a_loss(finished_run):
+    from genlearn.viz.figures import training_figure
+
+    model = registry.load_model(finished_run)
+    fig = training_figure(runs.read_records(finished_run / "metrics.jsonl"), model)
+    (ax,) = fig.axes
+    curves = {line.get_label(): line.get_ydata() for line in ax.get_lines()}
+    assert len(curves["validation set: -ELBO"]) == 1  # after epoch 1 (the last is the test split's)
+    assert all(v > 0 for ys in curves.values() for v in ys)  # -ELBO in nats per image, both of them
+    assert "nats per image" in ax.get_ylabel()
 
 
 def test_no_manifold_for_a_latent_space_that_is_not_2d(tmp_path, small):
