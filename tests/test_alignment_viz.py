@@ -160,6 +160,7 @@ def test_matrix_png_has_one_heatmap_per_caption_without_padding(tmp_path):
     alphas[:, 3, 8:] = 0.0
     fig, axes = alignment_matrix_figure(alphas, captions)
     assert len(axes) == 4
+    assert "each word of the caption (columns) at each drawing step t (rows)" in fig._suptitle.get_text()
     for i, ax in enumerate(axes):
         words = captions[i].split()
         assert [t.get_text() for t in ax.get_xticklabels()] == words

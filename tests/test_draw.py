@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -18,7 +19,8 @@ from genlearn.models.draw import DRAW, Config
 from genlearn.nn import attention
 from genlearn.nn.distributions import reparameterize
 from genlearn.nn.lstm import lstm_pointwise, native_bfloat16_cpu
-from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip
+from genlearn.viz.canvas import save_canvas_gif, save_canvas_strip, strip_title
+from genlearn.viz.grids import grid
 
 SMALL = dict(T=4, enc_size=12, dec_size=10, z_size=3, read_n=2, write_n=3)
 
@@ -286,7 +288,15 @@ def test_samples_and_canvases(attn, tmp_path):
         assert img.n_frames == model.config.T
     strip = save_canvas_strip(frames, tmp_path / "strip.png", steps=(0, 1, -1), scale=1)
     with Image.open(strip) as img:  # 5 rows of samples, 3 columns of steps, 2-pixel padding
-        assert img.size == (3 * 30 + 2, 5 * 30 + 2)
+        picture = np.asarray(img.convert("L"))
+    bare = grid(torch.stack([frames[[0, 1, -1], i] for i in range(5)]).flatten(0, 1), nrow=3)
+    assert bare.shape == (5 * 30 + 2, 3 * 30 + 2)
+    assert np.array_equal(picture[-bare.shape[0] :, : bare.shape[1]], bare)  # under the step labels
+    header = picture[: -bare.shape[0]]
+    assert header.shape[0] > 40 and (header < 100).any()  # a title and t=1, t=2, t=T
+    assert strip_title(model.config.T, 5).startswith(
+        f"DRAW's canvas sigmoid(c_t) after step t of {model.config.T}"
+    )
 
 
 def test_reconstruct_and_state_dict_round_trip():

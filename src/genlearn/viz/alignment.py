@@ -12,7 +12,7 @@ decoder. Two pictures make that visible:
   window paints the 7, and to "top left" while it places it there.
 - a PNG of the alignment matrix (`save_alignment_matrix`): for each caption a heatmap of steps
   (rows, t = 1..T) by words (columns), in the same white-to-orange map with a colour bar, the
-  caption as its title. It shows the whole attention schedule at once (e.g. the digit words early,
+  caption as its title, under a title saying what the panels are. It shows the whole attention schedule at once (e.g. the digit words early,
   the position words later), which the animation shows only step by step.
 
 Inputs are as alignDRAW gives them for n captions: canvases (T, n, C, H, W) in [0, 1]; write
@@ -312,6 +312,11 @@ def alignment_matrix_figure(alphas: torch.Tensor, captions: Sequence[str], ncol:
     for ax in grid_axes.flat[n:]:
         ax.set_axis_off()
     fig.colorbar(image, ax=grid_axes.ravel().tolist(), shrink=0.8, label="alignment weight")
+    fig.suptitle(
+        "alignDRAW's alignment: the weight of each word of the caption (columns) at each drawing step t "
+        "(rows), one panel per caption; each row sums to 1",
+        fontsize=10,
+    )
     return fig, axes
 
 

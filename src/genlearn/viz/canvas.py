@@ -1,6 +1,6 @@
 """DRAW's canvas over time: an animated GIF (one frame per step, the write window drawn in red) and
-a strip of chosen steps (rows = samples, columns = steps; the paper's and the lecture's "Time ->"
-figure). Both take canvases as `DRAW.sample_canvases` returns them: (T, n, 1, H, W) in [0, 1].
+a strip of chosen steps (rows = samples, columns = steps headed t = 1..T, under a title; the
+paper's and the lecture's "Time ->" figure). Both take canvases as `DRAW.sample_canvases` returns them: (T, n, 1, H, W) in [0, 1].
 The drawing pieces (tile origin, upscaling, window outline, progress bar) are shared with
 viz/alignment.py, alignDRAW's pictures.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from genlearn.viz.grids import grid, save_image
+from genlearn.viz.grids import grid, save_image, tile_centres, with_column_labels, with_title
 
 PAD = 2  # grid()'s default padding between tiles
 RED = (255, 0, 0)
@@ -152,8 +152,10 @@ def save_canvas_strip(
     path: str | Path,
     steps: Sequence[int] | None = None,
     scale: int = 2,
+    title: str | None = None,
 ) -> Path:
-    """A PNG whose rows are samples and whose columns are the canvases after the chosen steps.
+    """A PNG whose rows are samples and whose columns are the canvases after the chosen steps,
+    each column headed by its step (t = 1..T), under a title (by default `strip_title`).
 
     `steps` index the first axis of `canvases` (0 = after the first glimpse, -1 = the last);
     by default ten steps evenly spread from the first to the last.
@@ -166,4 +168,17 @@ def save_canvas_strip(
             raise ValueError(f"step {s} is outside the {T} canvases")
     tiles = torch.stack([canvases[list(steps), i] for i in range(n)])  # (n, len(steps), C, H, W)
     img = upscale(Image.fromarray(grid(tiles.flatten(0, 1), nrow=len(steps))), scale)
-    return save_image(img, path)
+    h, w = canvases.shape[-2:]
+    shown = [s % T + 1 for s in steps]
+    img = with_column_labels(
+        img, list(zip(tile_centres(len(steps), w, PAD, scale), (f"t={t}" for t in shown)))
+    )
+    return save_image(with_title(img, title or strip_title(T, n)), path)
+
+
+def strip_title(T: int, n: int) -> str:
+    """What the strip shows: DRAW's canvas, the steps its columns are, its rows' samples."""
+    return (
+        f"DRAW's canvas sigmoid(c_t) after step t of {T} (columns, t above each), {n} samples (rows): "
+        "each sample is drawn step by step, the last column is the finished sample"
+    )

@@ -6,7 +6,8 @@ Inputs are what `sample_pyramid(n)` returns: `images` [I~_K, ..., I~_0], coarse 
 = u(images[j]) + residuals[j]. Level k counts from 0, the finest, as in the paper.
 
 - `save_pyramid_png`: one row per sample; the columns run coarse to fine, I~_K, h~_{K-1},
-  I~_{K-1}, ..., h~_0, I~_0, under a header naming each column.
+  I~_{K-1}, ..., h~_0, I~_0, under a header naming each column and a title saying what the rows,
+  columns and colours are.
 - `save_pyramid_gif`: one frame per column of that picture, each the n samples' tiles of that
   level in a grid: the image grows coarse to fine, with the residual that refines it shown
   between two images.
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from genlearn.viz.grids import save_image
+from genlearn.viz.grids import save_image, with_title
 
 GREYS = 128  # palette entries 0..127: black to white
 RAMP = 64  # 128..191: white to red (h > 0), 192..255: white to blue (h < 0)
@@ -168,8 +169,20 @@ def pyramid_picture(
 def save_pyramid_png(
     images: Sequence[torch.Tensor], residuals: Sequence[torch.Tensor], path: str | Path, scale: int = 3
 ) -> Path:
-    """Write `pyramid_picture` as a PNG."""
-    return save_image(pyramid_picture(images, residuals, scale), path)
+    """Write `pyramid_picture` as a PNG, under a title saying what its rows and columns are."""
+    picture = pyramid_picture(images, residuals, scale)
+    return save_image(with_title(picture, pyramid_title(len(images), images[0].shape[0])), path)
+
+
+def pyramid_title(levels: int, n: int) -> str:
+    """What pyramid.png shows: the samples, the levels' images and the residuals' colours."""
+    K = levels - 1
+    return (
+        f"LAPGAN's pyramid of {n} samples (rows), coarse to fine (columns): I{K} is drawn first; "
+        f"each finer image Ik (its size in brackets) is the upsampled I(k+1) plus the residual hk its "
+        "generator draws (red adds intensity, blue removes it, white 0; each hk scaled to the +/- "
+        "shown). I0 is the sample."
+    )
 
 
 def pyramid_frames(
