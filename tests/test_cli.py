@@ -396,3 +396,13 @@ def test_ctrl_c_says_what_was_written(trained_run, tmp_path, monkeypatch, comman
     line = _interrupted(run_main(*args))
     assert line == f"interrupted; {says.replace('TMP', str(tmp_path))}"
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", "9223372036854775808", "100000000000000000000000"])
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_a_seed_torch_cannot_take_is_one_line(trained_run, tmp_path, command, seed):
+    """Seeds are 0 to 2^63 - 1 (torch's generators overflow beyond): refused before any work."""
+    args = ["--n", "4", "--out", tmp_path / "x.png"] if command == "sample" else ["--metric", "elbo"]
+    proc = run_main(command, trained_run, *args, "--seed", seed)
+    assert_user_error(proc, contains="--seed must be an integer from 0 to 2^63 - 1")
+    assert not (tmp_path / "x.png").exists()

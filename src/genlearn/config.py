@@ -78,6 +78,16 @@ class Common:
         return values
 
 
+MAX_SEED = 2**63 - 1  # what torch.Generator.manual_seed takes
+
+
+def check_seed(seed: int, flag: str = "--seed") -> int:
+    """A seed for sampling or evaluating: an integer torch's generators take (0 to 2^63 - 1)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"{flag} must be an integer from 0 to 2^63 - 1, got {seed!r}")
+    return seed
+
+
 def fields_of(config_cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(config_cls)}
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from genlearn.config import check_seed
 from genlearn.errors import UserError
 from genlearn.models.base import checked_temperature
 
@@ -38,6 +39,7 @@ class Options:
 
     def __post_init__(self) -> None:
         checked_temperature(self.temperature)  # before any model or data is loaded
+        check_seed(self.seed)
         if self.k < 1:
             raise UserError(f"--k must be at least 1, got {self.k}")
         if self.ais_runs < 1:

@@ -211,6 +211,9 @@ class _Seeded:
 
 def draw(model: Any, p: Plan, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
     """The plan's samples, (n, C, H, W) in [0, 1] or (n, 2) points, on the CPU as float32."""
+    from genlearn.config import check_seed
+
+    check_seed(seed)
     model.eval()
     with _Seeded(model, seed) as generator:
         return model.sample_in_chunks(p.n, generator=generator, temperature=temperature, **p.condition())
