@@ -58,6 +58,7 @@ bench: setup
 	$(PY) benchmarks/bench_draw.py
 	$(PY) benchmarks/bench_aligndraw.py
 	$(PY) benchmarks/bench_parzen.py
+	$(PY) benchmarks/bench_serve.py
 
 # The cross-family table and each zoo entry's figures, written into docs/RESULTS.md (with
 # docs/results/compare.png) from the zoo's shipped results: nothing is trained. The equal-budget plan
