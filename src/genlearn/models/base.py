@@ -41,7 +41,8 @@ CAPABILITIES: dict[str, str] = {
     "(images, residuals), coarse to fine: images [I_K, ..., I_0], each (n, C, H_k, W_k) in [0, 1]; "
     "residuals [h_{K-1}, ..., h_0], images[j + 1] = u(images[j]) + residuals[j]; images[-1] is the sample",
     "gibbs_chain": "gibbs_chain(n, steps, start, generator, every): the model's Gibbs sampler step by step, "
-    "(frames, n, C, H, W) in [0, 1] at the steps chain_steps(steps, every) (an RBM, a DBN, a DBM)",
+    "(frames, n, C, H, W) in [0, 1] at the steps chain_steps(steps, every) (an RBM, a DBN, a DBM); the model "
+    "gives gibbs_frames(v, steps, every, generator), the sampler from the chains' first visible states",
     "decode": "decode_mean(z) for z in the space of features(x) (an inference network's posterior means "
     "or codes): the mean image each code decodes to",
 }
@@ -263,6 +264,7 @@ class GenerativeModel(nn.Module):
     def sample_pyramid(self, n: int, generator: torch.Generator | None = None, **condition: Any) -> Any:
         raise NotImplementedError
 
+    @torch.no_grad()
     def gibbs_chain(
         self,
         n: int,
@@ -274,7 +276,18 @@ class GenerativeModel(nn.Module):
         """The paper's Gibbs sampler run `steps` full steps from `start` ("noise", "zeros" or n
         images in [0, 1], see `chain_start`), kept at `chain_steps(steps, every)`: (frames, n, C,
         H, W) in [0, 1], frame 0 the start, each later frame p(v | h) at that step, as `sample`
-        shows its last ("gibbs_chain"). Every draw comes from `generator`."""
+        shows its last ("gibbs_chain"). Every draw comes from `generator`: the start's first,
+        then the model's `gibbs_frames`."""
+        v = chain_start(n, start, self.image_shape, generator, self.device)
+        frames = self.gibbs_frames(v, steps, every, generator)
+        return frames.reshape(len(frames), n, *self.image_shape)
+
+    def gibbs_frames(
+        self, v: torch.Tensor, steps: int, every: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The model's Gibbs sampler from the binary visible states v (n, V), float32, that
+        `gibbs_chain` starts from: the visible layer's frames (frames, n, V) at the steps
+        `chain_steps(steps, every)`, frame 0 being v ("gibbs_chain")."""
         raise NotImplementedError
 
     # ---- conditions ---------------------------------------------------------------------------

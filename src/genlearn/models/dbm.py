@@ -83,7 +83,7 @@ from torch.nn import functional as F
 from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models import rbm
-from genlearn.models.base import GenerativeModel, RBMParameters, chain_start
+from genlearn.models.base import GenerativeModel, RBMParameters
 from genlearn.models.rbm import RBM, bernoulli, binary_states, linear, visible_shape
 from genlearn.models.stack import (
     BASE_RATE_IMAGES,
@@ -391,21 +391,16 @@ class DBM(GenerativeModel):
         return p[:, : self.n_visible].reshape(n, *self.image_shape)
 
     @torch.no_grad()
-    def gibbs_chain(
-        self,
-        n: int,
-        steps: int,
-        start: str | torch.Tensor = "noise",
-        generator: torch.Generator | None = None,
-        every: int = 1,
+    def gibbs_frames(
+        self, v: torch.Tensor, steps: int, every: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """The DBM's Gibbs sampler over all its layers, step by step: (v, h2) at the start image
+        """The DBM's Gibbs sampler over all its layers, step by step: (v, h2) at the start image v
         and the h2 of its doubled bottom-up pass (`doubled_up`, as joint training starts its
         chains), then h1 given (v, h2) and (v, h2) given h1 alternately; frame 0 the start image,
         then p(v | h1) every `every` steps."""
-        v = chain_start(n, start, self.image_shape, generator, self.joint.W.device).to(self.dtype)
+        v = v.to(self.dtype)
         probs, _ = self.joint.chain(torch.cat([v, self.doubled_up(v, generator)], 1), steps, every, generator)
-        return probs[:, :, : self.n_visible].reshape(len(probs), n, *self.image_shape)
+        return probs[:, :, : self.n_visible]
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:

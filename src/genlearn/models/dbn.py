@@ -60,7 +60,7 @@ from torch.nn import functional as F
 from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
 from genlearn.models import rbm
-from genlearn.models.base import GenerativeModel, RBMParameters, chain_start
+from genlearn.models.base import GenerativeModel, RBMParameters
 from genlearn.models.rbm import RBM, bernoulli, binary_states, visible_shape
 from genlearn.models.stack import (
     BASE_RATE_IMAGES,
@@ -236,30 +236,25 @@ class DBN(GenerativeModel):
         return p.reshape(n, *self.image_shape)
 
     @torch.no_grad()
-    def gibbs_chain(
-        self,
-        n: int,
-        steps: int,
-        start: str | torch.Tensor = "noise",
-        generator: torch.Generator | None = None,
-        every: int = 1,
+    def gibbs_frames(
+        self, v: torch.Tensor, steps: int, every: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Hinton et al.'s sampler step by step: the start image passed up the recognition chain
-        (binary samples) to the top RBM's visible layer h_{L-1}, alternating Gibbs sampling in
-        the top RBM, and each kept state of h_{L-1} passed down the directed layers (their
+        """Hinton et al.'s sampler step by step: the start image v passed up the recognition
+        chain (binary samples) to the top RBM's visible layer h_{L-1}, alternating Gibbs sampling
+        in the top RBM, and each kept state of h_{L-1} passed down the directed layers (their
         probabilities: for two RBMs exactly p(x | h_1)). Frame 0 is the start image; the frames
         do not depend on `every` beyond which steps are kept."""
-        v = chain_start(n, start, self.image_shape, generator, self.layers[0].W.device).to(self.dtype)
+        v = v.to(self.dtype)
         top = self.layers[-1]
         probs, states = top.chain(self.up(v, len(self.layers) - 1, True, generator), steps, every, generator)
         if len(self.layers) == 1:  # the top RBM is on the pixels
-            return probs.reshape(len(probs), n, *self.image_shape)
+            return probs
         frames = [v]
         for h in states[1:]:
             for layer in reversed(self.layers[:-1]):
                 h = torch.sigmoid(layer.visible_input(h))
             frames.append(h)
-        return torch.stack(frames).reshape(len(frames), n, *self.image_shape)
+        return torch.stack(frames)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:

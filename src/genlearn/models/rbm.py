@@ -59,7 +59,7 @@ from torch.nn import functional as F
 
 from genlearn.config import Common, bounded, choice
 from genlearn.errors import UserError
-from genlearn.models.base import GenerativeModel, RBMParameters, chain_start, chain_steps
+from genlearn.models.base import GenerativeModel, RBMParameters, chain_steps
 from genlearn.nn.distributions import base_rate_bias
 from genlearn.nn.onednn import linear as _linear
 
@@ -334,13 +334,20 @@ class RBM(GenerativeModel):
         """Run n Gibbs chains `steps` full steps from the base rate (v ~ sigmoid(b)) and return the
         last p(v | h): probabilities, the usual way RBM samples are shown, as images."""
         self.conditions_for(n, generator, **condition)  # it takes none: refuse any
-        v = bernoulli(torch.sigmoid(self.visible_bias).expand(n, -1), generator)
-        logits = self.visible_bias.expand(n, -1)
+        p = torch.sigmoid(self.visible_bias).expand(n, -1)
+        v = bernoulli(p, generator)
         for _ in range(steps):
-            h = bernoulli(torch.sigmoid(self.hidden_input(v)), generator)
-            logits = self.visible_input(h)
-            v = bernoulli(torch.sigmoid(logits), generator)
-        return torch.sigmoid(logits).reshape(n, *self.image_shape)
+            p, v = self.gibbs_step(v, generator)
+        return p.reshape(n, *self.image_shape)
+
+    def gibbs_step(
+        self, v: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One full step of alternating Gibbs sampling v -> h -> v: h ~ p(h | v), then p(v | h)
+        and the v drawn from it."""
+        h = bernoulli(torch.sigmoid(self.hidden_input(v)), generator)
+        p = torch.sigmoid(self.visible_input(h))
+        return p, bernoulli(p, generator)
 
     @torch.no_grad()
     def chain(
@@ -353,28 +360,19 @@ class RBM(GenerativeModel):
         v = v.to(self.W.dtype)
         probs, states = [v], [v]
         for step in range(1, steps + 1):
-            h = bernoulli(torch.sigmoid(self.hidden_input(v)), generator)
-            p = torch.sigmoid(self.visible_input(h))
-            v = bernoulli(p, generator)
+            p, v = self.gibbs_step(v, generator)
             if step in kept:
                 probs.append(p)
                 states.append(v)
         return torch.stack(probs), torch.stack(states)
 
     @torch.no_grad()
-    def gibbs_chain(
-        self,
-        n: int,
-        steps: int,
-        start: str | torch.Tensor = "noise",
-        generator: torch.Generator | None = None,
-        every: int = 1,
+    def gibbs_frames(
+        self, v: torch.Tensor, steps: int, every: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """n chains of alternating Gibbs sampling, the sampler `sample` runs from the base rate,
-        here from `start`: the start, then p(v | h) every `every` steps, as images."""
-        v = chain_start(n, start, self.image_shape, generator, self.W.device)
-        probs, _ = self.chain(v, steps, every, generator)
-        return probs.reshape(len(probs), n, *self.image_shape)
+        here from v: v, then p(v | h) every `every` steps."""
+        return self.chain(v, steps, every, generator)[0]
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
