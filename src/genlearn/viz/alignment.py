@@ -42,7 +42,7 @@ from genlearn.viz.canvas import (
     upscale,
     with_progress_bar,
 )
-from genlearn.viz.grids import grid, save_figure, save_image
+from genlearn.viz.grids import grid, save_figure, save_gif
 
 SHADE = (235, 105, 0)  # a word of weight 1 (weight 0 is white)
 WHITE = (255, 255, 255)
@@ -258,17 +258,7 @@ def save_alignment_gif(
     frames = alignment_frames(canvases, windows, alphas, captions, scale=scale, ncol=ncol)
     palette = _gif_palette()
     frames = [_to_palette(f, palette) for f in frames]
-    durations = [duration_ms] * (len(frames) - 1) + [max(hold_ms, duration_ms)]
-    return save_image(
-        frames[0],
-        path,
-        save_all=True,
-        append_images=frames[1:],
-        duration=durations,
-        loop=0,
-        optimize=False,
-        disposal=1,
-    )
+    return save_gif(frames, path, duration_ms, hold_ms)
 
 
 def alignment_matrix_figure(alphas: torch.Tensor, captions: Sequence[str], ncol: int | None = None):

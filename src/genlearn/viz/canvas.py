@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from genlearn.viz.grids import grid, save_image, tile_centres, with_column_labels, with_title
+from genlearn.viz.grids import grid, save_gif, save_image, tile_centres, with_column_labels, with_title
 
 PAD = 2  # grid()'s default padding between tiles
 RED = (255, 0, 0)
@@ -129,17 +129,7 @@ def save_canvas_gif(
     """Write the canvases (T, n, 1, H, W) as a looping GIF of T frames, `duration_ms` each and the
     last held for `hold_ms`; write windows (T, n, 4) drawn as red rectangles when given."""
     frames = canvas_frames(canvases, windows, nrow=nrow, scale=scale)
-    durations = [duration_ms] * (len(frames) - 1) + [max(hold_ms, duration_ms)]
-    return save_image(
-        frames[0],
-        path,
-        save_all=True,
-        append_images=frames[1:],
-        duration=durations,
-        loop=0,
-        optimize=False,
-        disposal=1,
-    )
+    return save_gif(frames, path, duration_ms, hold_ms)
 
 
 def default_steps(T: int, count: int = 10) -> tuple[int, ...]:

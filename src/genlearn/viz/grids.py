@@ -1,9 +1,9 @@
 """Image grids written with Pillow (no torchvision), and the two ways every picture is written:
-`save_image` (a Pillow image, a GIF's frames included) and `save_figure` (a matplotlib figure),
-both atomically through `genlearn.files` (a temporary beside the file, then a rename; never
-through a link), so a full disk or a stop part-way keeps the previous picture; and the words a
-run's pictures carry (`with_title`, `with_row_labels`, `with_column_labels`), added around a
-grid in white bands so that its own pixels stay as they are."""
+`save_image` (a Pillow image; `save_gif` a looping GIF's frames) and `save_figure` (a
+matplotlib figure), both atomically through `genlearn.files` (a temporary beside the file, then
+a rename; never through a link), so a full disk or a stop part-way keeps the previous picture;
+and the words a run's pictures carry (`with_title`, `with_row_labels`, `with_column_labels`),
+added around a grid in white bands so that its own pixels stay as they are."""
 
 from __future__ import annotations
 
@@ -53,6 +53,23 @@ def save_image(img: Image.Image, path: str | Path, **params: Any) -> Path:
     with files.atomic_output(path) as fh:
         img.save(fh, format=fmt, **params)
     return path
+
+
+def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int, hold_ms: int) -> Path:
+    """Write `frames` as a looping GIF, atomically: `duration_ms` a frame and the last (the
+    finished picture) held for `hold_ms` (never less than a frame), each frame drawn whole over
+    the last (disposal 1, no optimisation), so every frame shows as it was drawn."""
+    durations = [duration_ms] * (len(frames) - 1) + [max(hold_ms, duration_ms)]
+    return save_image(
+        frames[0],
+        path,
+        save_all=True,
+        append_images=frames[1:],
+        duration=durations,
+        loop=0,
+        optimize=False,
+        disposal=1,
+    )
 
 
 def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> Path:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from genlearn.viz.grids import save_image, with_title
+from genlearn.viz.grids import save_gif, save_image, with_title
 
 GREYS = 128  # palette entries 0..127: black to white
 RAMP = 64  # 128..191: white to red (h > 0), 192..255: white to blue (h < 0)
@@ -211,14 +211,4 @@ def save_pyramid_gif(
     """Write `pyramid_frames` as a looping GIF, `duration_ms` a frame and the last (the finished
     samples) held for `hold_ms`."""
     frames = pyramid_frames(images, residuals, nrow=nrow, scale=scale)
-    durations = [duration_ms] * (len(frames) - 1) + [max(hold_ms, duration_ms)]
-    return save_image(
-        frames[0],
-        path,
-        save_all=True,
-        append_images=frames[1:],
-        duration=durations,
-        loop=0,
-        optimize=False,
-        disposal=1,
-    )
+    return save_gif(frames, path, duration_ms, hold_ms)
