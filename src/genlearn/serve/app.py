@@ -77,22 +77,21 @@ class Query:
         return self.values.get(name, default)
 
     def int(self, name: str, default: int | None = None) -> int | None:
-        value = self.values.get(name)
-        if value is None:
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise UserError(f"argument --{name}: invalid int value: {value!r}") from None
+        return self._number(name, default, int)
 
     def float(self, name: str, default: float | None = None) -> float | None:
+        return self._number(name, default, float)
+
+    def _number(self, name: str, default: Any, kind: Callable[[str], Any]) -> Any:
+        """The parameter read as `kind` (int or float), or `default` when it is not given; a value
+        that is not one is argparse's line for the option of that name."""
         value = self.values.get(name)
         if value is None:
             return default
         try:
-            return float(value)
+            return kind(value)
         except ValueError:
-            raise UserError(f"argument --{name}: invalid float value: {value!r}") from None
+            raise UserError(f"argument --{name}: invalid {kind.__name__} value: {value!r}") from None
 
     def finite(self, name: str, default: float | None = None) -> float:
         value = self.float(name, default)

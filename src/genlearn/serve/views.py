@@ -28,6 +28,7 @@ from genlearn import api
 from genlearn.errors import UserError
 from genlearn.models.base import chain_steps
 from genlearn.viz import samples as drawing
+from genlearn.viz.figures import MANIFOLD_STEPS, manifold, manifold_coordinates
 
 # Caps of what one request may ask for (the command line draws any number).
 MAX_SAMPLES = 256  # samples.png
@@ -39,7 +40,6 @@ MAX_STRIP = 32  # images of an interpolation strip
 PROCESS_N = 16  # images of a drawing over time, and of a scored grid, unless asked
 CHAIN_STEPS, CHAIN_EVERY = 100, 5
 PCA_IMAGES = 2000  # test images whose codes fix the latent view's plane (whatever n is asked)
-MANIFOLD_STEPS = 20  # as the run's manifold.png (viz.figures.manifold)
 PROCESS_KINDS = {
     "sample_alignments": "alignment",
     "sample_canvases": "canvas",
@@ -259,12 +259,6 @@ def latent_json(model: Any, data: Any, flat: Plane, n: int) -> dict[str, Any]:
     return out
 
 
-def manifold_coordinates(steps: int = MANIFOLD_STEPS) -> torch.Tensor:
-    """The manifold's coordinates along each axis, ascending (`viz.figures.manifold`'s)."""
-    u = torch.linspace(0.5 / steps, 1 - 0.5 / steps, steps)
-    return torch.distributions.Normal(0.0, 1.0).icdf(u)
-
-
 def decode_png(model: Any, flat: Plane, x: float, y: float) -> bytes:
     """The image decoded at (x, y) of the plane, as a one-image grid."""
     code = flat.code(torch.tensor([x]), torch.tensor([y]))
@@ -309,8 +303,6 @@ def manifold_png(model: Any) -> bytes:
     """The decoder's means over the 20 x 20 grid of z of the run's manifold.png
     (`viz.figures.manifold`), a bare grid at 1x, for the page to put its cursor on: the tile of
     row r and column c is z = (z[c], z[19 - r]), z from `manifold_coordinates`."""
-    from genlearn.viz.figures import manifold
-
     return drawing.grid_png(manifold(model, MANIFOLD_STEPS).float().cpu(), nrow=MANIFOLD_STEPS, scale=1)
 
 
@@ -400,44 +392,26 @@ def score_of(model: Any, results: dict[str, Any]) -> dict[str, str] | None:
     """The per-image score the model gives (name, unit, which way is better, what it is)."""
     log_z = results.get("metrics", {}).get("ais_log_z")
     if model.can("log_likelihood"):
-        return {"name": "ELBO", "unit": "nats", "better": "higher", "about": "one posterior sample, seeded"}
+        return _score("ELBO", "higher", "one posterior sample, seeded")
     if model.can("nll_bound"):
         given = " given its caption" if "captions" in model.conditions else ""
-        return {
-            "name": "bound on -log p(x)" + given,
-            "unit": "nats",
-            "better": "lower",
-            "about": "L^x + L^z, one sample of the latents, seeded",
-        }
+        return _score("bound on -log p(x)" + given, "lower", "L^x + L^z, one sample of the latents, seeded")
     if model.can("free_energy"):
         if log_z is not None:
-            return {
-                "name": "log p(x)",
-                "unit": "nats",
-                "better": "higher",
-                "about": "-F(x) - log Z, log Z by AIS",
-            }
-        return {
-            "name": "free energy F(x)",
-            "unit": "nats",
-            "better": "lower",
-            "about": "p(x) = exp(-F(x)) / Z",
-        }
+            return _score("log p(x)", "higher", "-F(x) - log Z, log Z by AIS")
+        return _score("free energy F(x)", "lower", "p(x) = exp(-F(x)) / Z")
     if model.can("ais_bound"):
         if log_z is not None:
-            return {
-                "name": "bound on log p(x)",
-                "unit": "nats",
-                "better": "higher",
-                "about": "variational bound, log Z by AIS",
-            }
-        return {
-            "name": "bound on log p(x) + log Z",
-            "unit": "nats",
-            "better": "higher",
-            "about": "variational bound before log Z (AIS has not been run)",
-        }
+            return _score("bound on log p(x)", "higher", "variational bound, log Z by AIS")
+        return _score(
+            "bound on log p(x) + log Z", "higher", "variational bound before log Z (AIS has not been run)"
+        )
     return None
+
+
+def _score(name: str, better: str, about: str) -> dict[str, str]:
+    """A score as the page shows it: every score genlearn gives is in nats per image."""
+    return {"name": name, "unit": "nats", "better": better, "about": about}
 
 
 def scores(
