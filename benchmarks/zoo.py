@@ -28,6 +28,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from genlearn.errors import UserError
+
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = ROOT / "configs" / "zoo.toml"
 
@@ -118,16 +120,19 @@ def better(new: Path, old: Path) -> bool:
     return a[0] > b[0] if a[1] else a[0] < b[0]
 
 
-def export(entry: Entry, run: Path, zoo_dir: Path, log: Path) -> str:
-    """Export the run beside the zoo, then put it in place if it is better; says what it did."""
+def export(entry: Entry, run: Path, zoo_dir: Path, log: Path, note: str = "") -> str:
+    """Export the run beside the zoo (`genlearn export`, in this process), then put it in place if
+    it is better; says what it did."""
+    import genlearn
+
     target = zoo_dir / entry.name
     staged = zoo_dir / f".{entry.name}.new"
     shutil.rmtree(staged, ignore_errors=True)
-    cmd = genlearn("export", run, staged)
-    if entry.note:
-        cmd += ["--note", entry.note]
-    cmd += ["--recipe", f"genlearn train {entry.model} --config configs/{entry.preset.name}"]
-    run_logged(cmd, log)
+    recipe = f"genlearn train {entry.model} --config configs/{entry.preset.name}"
+    with open(log, "a") as fh:
+        fh.write(f"$ genlearn export {run} {staged} --recipe '{recipe}'\n")
+    notes = " ".join(n for n in (entry.note, note) if n)
+    genlearn.export(run, staged, recipe=recipe, note=notes, shown_as=f"zoo/{entry.name}")
     if not better(staged, target):
         shutil.rmtree(staged)
         return f"{entry.name}: kept the earlier entry (its headline figure is as good or better)"
@@ -141,11 +146,17 @@ def export(entry: Entry, run: Path, zoo_dir: Path, log: Path) -> str:
 
 
 def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # the exports' metrics, on one thread as the trainings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="entries to build, comma-separated (default: all)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "zoo", help="where the trainings run")
     parser.add_argument("--zoo", type=Path, default=ROOT / "zoo", help="where the entries go")
     parser.add_argument("--jobs", type=int, default=1, help="entries side by side, one thread each")
+    parser.add_argument(
+        "--note", default="", help="a line for every card of this build (e.g. the machine's load)"
+    )
     args = parser.parse_args()
     plan = select(read_plan(), args.only)
     args.runs.mkdir(parents=True, exist_ok=True)
@@ -158,7 +169,7 @@ def main() -> None:
         train(entry, run, log)
         bar.update()
         bar.set_postfix_str(f"exporting {entry.name}")
-        said = export(entry, run, args.zoo, log)
+        said = export(entry, run, args.zoo, log, args.note)
         bar.update()
         return said
 
@@ -167,7 +178,7 @@ def main() -> None:
         for entry, future in [(e, pool.submit(build, e)) for e in plan]:
             try:
                 tqdm.write(future.result())
-            except RuntimeError as exc:
+            except (RuntimeError, UserError) as exc:
                 failures += 1
                 tqdm.write(f"{entry.name}: {exc}")
     bar.close()

@@ -359,6 +359,7 @@ def export_run(
     metrics: Iterable[str] | None = None,
     recipe: str = "",
     note: str = "",
+    shown_as: str = "",
     progress: bool = False,
     announce: Callable[[str, float], None] | None = None,
 ) -> Path:
@@ -368,7 +369,8 @@ def export_run(
     from the written file and recorded in the entry's results.json beside the run's own test
     figures; the model card (README.md) names `recipe` (the command that trains the run; by
     default `genlearn train MODEL` with the run's config file) and `note` (anything a reader of
-    the card should know, e.g. that a longer run of the recipe was exported).
+    the card should know, e.g. that a longer run of the recipe was exported); its commands name
+    the entry `shown_as` (default: `out` as given; `make zoo` writes beside zoo/NAME first).
 
     >>> import genlearn.zoo
     >>> genlearn.zoo.export_run("runs/demo-vae", "exported/demo-vae")  # doctest: +SKIP
@@ -392,7 +394,7 @@ def export_run(
                 "from": str(run_dir),
                 "date": _utc(datetime.now(UTC).timestamp()),
                 "cpu": cpu_name(),
-                "recipe": recipe or default_recipe(name, str(out)),
+                "recipe": recipe or default_recipe(name, shown_as or str(out)),
                 "note": note,
             },
         }
@@ -402,7 +404,9 @@ def export_run(
             **measure(work, metrics, progress=progress, announce=announce),
         }
         runs.write_json(work / runs.RESULTS_FILE, exported)
-        files.atomic_write(work / CARD_FILE, model_card(work, recipe=recipe, note=note, shown_as=str(out)))
+        files.atomic_write(
+            work / CARD_FILE, model_card(work, recipe=recipe, note=note, shown_as=shown_as or str(out))
+        )
         if out.exists():
             out.rmdir()  # checked empty above
         os.replace(work, out)
@@ -463,7 +467,7 @@ def _front_matter(name: str, paper: Paper, figures: list[tuple[Figure, Any]], re
         "tags:",
         *[f"- {tag}" for tag in ("genlearn", "generative-model", *paper.tags)],
         "datasets:",
-        "- mnist",
+        f"- {'mnist' if dataset.startswith('mnist') else dataset}",
         "metrics:",
         *[f"- {figure.key}" for figure, _ in figures],
         "model-index:",
