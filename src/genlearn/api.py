@@ -246,17 +246,12 @@ def sample(
     from genlearn.viz import samples as drawing
 
     if out is not None:
-        drawing.check_out(out)  # before the model is loaded
-        model = _model(run_or_model)
-        written = drawing.write_samples(
-            model, out, n, seed=seed, temperature=temperature, labels=labels, captions=captions
+        written = write_samples(
+            run_or_model, out, n, seed=seed, temperature=temperature, labels=labels, captions=captions
         )
         return written.samples
-    model = _model(run_or_model)
-    temperature = drawing.check_temperature(model, temperature)
-    plan = drawing.plan(model, n, labels, captions)
-    drawing.check_size(model, plan)
-    return drawing.draw(model, plan, seed, temperature)
+    samples, _ = drawing.checked_draw(_model(run_or_model), n, seed, temperature, labels, captions)
+    return samples
 
 
 def write_samples(
@@ -266,7 +261,7 @@ def write_samples(
     for each (what `genlearn sample` prints)."""
     from genlearn.viz import samples as drawing
 
-    drawing.check_out(out)
+    drawing.check_out(out)  # before the model is loaded
     return drawing.write_samples(_model(run_or_model), out, n, **options)
 
 

@@ -219,6 +219,24 @@ def draw(model: Any, p: Plan, seed: int = 0, temperature: float = 1.0) -> torch.
         return model.sample_in_chunks(p.n, generator=generator, temperature=temperature, **p.condition())
 
 
+def checked_draw(
+    model: Any,
+    n: int | None,
+    seed: int,
+    temperature: float,
+    labels: Any,
+    captions: Any,
+    suffix: str = "",
+) -> tuple[torch.Tensor, Plan]:
+    """The samples `genlearn sample` draws with these options, and their plan: the temperature,
+    the conditions and the size (for a file of `suffix`, "" for none) checked before anything
+    is drawn."""
+    temperature = check_temperature(model, temperature)
+    p = plan(model, n, labels, captions)
+    check_size(model, p, suffix)
+    return draw(model, p, seed, temperature), p
+
+
 # ---- pictures as bytes ----------------------------------------------------------------------------
 def grid_image(images: torch.Tensor, nrow: int | None = None, scale: int = GRID_SCALE) -> Any:
     """The samples (n, C, H, W) in [0, 1] as one Pillow image, `nrow` to a row (square by
@@ -296,10 +314,8 @@ def render_samples(
     suffix = "." + format.lower().lstrip(".")
     if suffix not in (".png", ".npz"):
         raise UserError(f"format must be png or npz, not {format!r} (a .gif is written by write_samples)")
-    temperature = check_temperature(model, temperature)
-    p = plan(model, n, labels, captions)
-    check_size(model, p, suffix)
-    return picture_bytes(model, draw(model, p, seed, temperature), p, suffix)
+    samples, p = checked_draw(model, n, seed, temperature, labels, captions, suffix)
+    return picture_bytes(model, samples, p, suffix)
 
 
 # ---- files ----------------------------------------------------------------------------------------
@@ -341,12 +357,10 @@ def write_samples(
     of 2-D data, drawn as crosses on a scatter plot (a run's own picture)."""
     out = check_out(out)
     suffix = out.suffix.lower()
-    temperature = check_temperature(model, temperature)
-    p = plan(model, n, labels, captions, gif=suffix == ".gif")
     if suffix == ".gif":
-        return _write_gif(model, out, p, seed, temperature)
-    check_size(model, p, suffix)
-    samples = draw(model, p, seed, temperature)
+        temperature = check_temperature(model, temperature)
+        return _write_gif(model, out, plan(model, n, labels, captions, gif=True), seed, temperature)
+    samples, p = checked_draw(model, n, seed, temperature, labels, captions, suffix)
     files.atomic_write(out, picture_bytes(model, samples, p, suffix, modes))
     return Written(samples, [out], [f"wrote {p.n} samples to {out}"])
 
