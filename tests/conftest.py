@@ -212,6 +212,49 @@ def one_thread():
         torch.set_num_threads(old)
 
 
+# ---- tiny runs ------------------------------------------------------------------------------------
+# Each registered model small enough to train on a slice of MNIST in seconds: the sizes the
+# contract's models and the explorer's runs are trained at (each test adds what it needs).
+TINY = {
+    "autoencoder": {"hidden_units": 32, "code_dim": 8},
+    "vae": {"hidden_units": 32, "latent_dim": 2},
+    "draw": {"T": 3, "enc_size": 16, "dec_size": 16, "z_size": 4},
+    "draw-noattn": {"T": 3, "enc_size": 16, "dec_size": 16, "z_size": 4},
+    "draw-2digit": {"T": 3, "enc_size": 16, "dec_size": 16, "z_size": 4},
+    "gan": {"g_hidden": 32, "d_units": 16},
+    "dcgan": {"g_channels": 8, "d_channels": 8},
+    "cgan": {"g_channels": 8, "d_channels": 8},
+    "lapgan": {"g_channels": 4, "d_channels": 4, "coarse_channels": 8, "z_dim": 8},
+    "lapgan-conditional": {"g_channels": 4, "d_channels": 4, "coarse_channels": 8, "z_dim": 8},
+    "aligndraw": {
+        "T": 3,
+        "enc_size": 16,
+        "dec_size": 16,
+        "z_size": 4,
+        "read_n": 3,
+        "write_n": 3,
+        "lang_size": 8,
+        "align_size": 8,
+    },
+    "rbm": {"n_hidden": 16},
+    "dbn": {"hidden": "16,8", "epochs": 2},
+    "dbm": {"n_hidden1": 12, "n_hidden2": 8, "pretrain_epochs": 1, "epochs": 3},
+}
+# How a tiny run trains: one epoch of 200 images, no evaluation on the way, no TensorBoard.
+TINY_TRAINING = {"train_limit": 200, "batch_size": 50, "epochs": 1, "eval_every": 0, "tensorboard": False}
+
+
+def train_tiny(directory: Path, runs: dict[str, tuple[str, dict]], **training) -> None:
+    """Train each run of `runs` (its directory name: (registered model, settings)) into
+    `directory` with `genlearn.train`, on one thread: TINY_TRAINING, then `training`, then the
+    run's own settings."""
+    import genlearn
+
+    with one_thread():
+        for name, (model, settings) in runs.items():
+            genlearn.train(model, directory / name, progress=False, **(TINY_TRAINING | training | settings))
+
+
 @pytest.fixture(scope="session")
 def mnist_full() -> mnist.MNIST:
     """The real MNIST (read from the real cache, never written)."""

@@ -30,7 +30,18 @@ import pytest
 import torch
 
 import genlearn
-from conftest import HAVE_MNIST, assert_user_error, cli_args, cli_env, needs_mnist, one_thread, run_main
+from conftest import (
+    HAVE_MNIST,
+    TINY,
+    TINY_TRAINING,
+    assert_user_error,
+    cli_args,
+    cli_env,
+    needs_mnist,
+    one_thread,
+    run_main,
+    train_tiny,
+)
 from genlearn import registry
 from genlearn.models.base import chain_steps
 from genlearn.serve import views
@@ -41,30 +52,17 @@ with warnings.catch_warnings():  # Starlette 1.x prefers httpx2; httpx is what t
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-COMMON = {"train_limit": 200, "batch_size": 50, "epochs": 1, "eval_every": 0, "tensorboard": False}
-TINY = {
-    "vae": ("vae", {"hidden_units": 32, "latent_dim": 2}),
-    "vae8": ("vae", {"hidden_units": 32, "latent_dim": 8}),
-    "gan": ("gan", {"g_hidden": 32, "d_units": 16}),
-    "cgan": ("cgan", {"g_channels": 8, "d_channels": 8}),
-    "draw": ("draw", {"T": 3, "enc_size": 16, "dec_size": 16, "z_size": 4}),
-    "aligndraw": (
-        "aligndraw",
-        {
-            "T": 3,
-            "enc_size": 16,
-            "dec_size": 16,
-            "z_size": 4,
-            "read_n": 3,
-            "write_n": 3,
-            "lang_size": 8,
-            "align_size": 8,
-        },
-    ),  # fmt: skip
-    "lapgan": ("lapgan", {"g_channels": 4, "d_channels": 4, "coarse_channels": 8, "z_dim": 8}),
-    "rbm": ("rbm", {"n_hidden": 16}),
-    "dbn": ("dbn", {"hidden": "16,8", "epochs": 2}),
-    "dbm": ("dbm", {"n_hidden1": 12, "n_hidden2": 8, "pretrain_epochs": 1, "epochs": 3}),
+RUNS = {
+    "vae": ("vae", TINY["vae"]),
+    "vae8": ("vae", TINY["vae"] | {"latent_dim": 8}),
+    "gan": ("gan", TINY["gan"]),
+    "cgan": ("cgan", TINY["cgan"]),
+    "draw": ("draw", TINY["draw"]),
+    "aligndraw": ("aligndraw", TINY["aligndraw"]),
+    "lapgan": ("lapgan", TINY["lapgan"]),
+    "rbm": ("rbm", TINY["rbm"]),
+    "dbn": ("dbn", TINY["dbn"]),
+    "dbm": ("dbm", TINY["dbm"]),
 }
 
 
@@ -76,10 +74,8 @@ def root(tmp_path_factory) -> Path:
     if not HAVE_MNIST:
         pytest.skip("MNIST is not in the cache (run `make setup`)")
     base = tmp_path_factory.mktemp("serve")
-    with one_thread():
-        for out, (model, fields) in TINY.items():
-            genlearn.train(model, base / "runs" / out, progress=False, **(COMMON | fields))
-        genlearn.train("gan", base / "outside" / "run", progress=False, **(COMMON | TINY["gan"][1]))
+    train_tiny(base / "runs", RUNS)
+    train_tiny(base / "outside", {"run": RUNS["gan"]})
     (base / "outside" / "secret.txt").write_text("not to be served\n")
     unfinished = base / "runs" / "sweep" / "unfinished"
     unfinished.mkdir(parents=True)
@@ -142,7 +138,7 @@ def test_runs_lists_every_finished_run_and_nothing_else(client, root):
     listed = client.get("/api/runs")
     assert listed.status_code == 200 and listed.headers["content-type"] == "application/json"
     runs = {r["id"]: r for r in listed.json()}
-    expected = {f"runs/{name}" for name in TINY} | {"runs/sweep/deep"}
+    expected = {f"runs/{name}" for name in RUNS} | {"runs/sweep/deep"}
     assert set(runs) == expected  # not the unfinished run, not the link to a run outside
     vae = runs["runs/vae"]
     assert vae["model"] == "vae" and vae["family"] == "VAE" and vae["path"] == "runs/vae"
@@ -183,7 +179,7 @@ def test_a_run_in_detail_has_its_config_and_results(client, root):
 def test_compare_is_the_table_of_every_served_run(client):
     table = client.get("/api/compare").json()
     columns = [r["column"] for r in table["runs"]]
-    assert columns == sorted([f"runs/{k}" for k in TINY] + ["runs/sweep/deep"])
+    assert columns == sorted([f"runs/{k}" for k in RUNS] + ["runs/sweep/deep"])
     kind = next(r for r in table["rows"] if r["id"] == "likelihood_kind")
     by_run = dict(zip(columns, (c["text"] for c in kind["cells"])))
     assert by_run["runs/vae"] == "IW estimate" and by_run["runs/gan"] == "no (Parzen)"
@@ -616,7 +612,7 @@ def test_a_run_whose_files_change_is_loaded_again(root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     client = TestClient(create_app(["runs"]))
     first = client.get("/api/runs/runs/gan/samples.png?n=4").content
-    other = registry.create("gan", **(COMMON | TINY["gan"][1] | {"seed": 5}))
+    other = registry.create("gan", **(TINY_TRAINING | TINY["gan"] | {"seed": 5}))
     import safetensors.torch
 
     time.sleep(0.01)
@@ -693,7 +689,7 @@ def test_genlearn_serve_answers_then_stops_cleanly(inside, host, warned, stop):
     )  # fmt: skip
     try:
         line = proc.stdout.readline()
-        assert line.startswith(f"serving {len(TINY) + 1} runs from runs at http://{host}:"), line
+        assert line.startswith(f"serving {len(RUNS) + 1} runs from runs at http://{host}:"), line
         port = int(line.split(":")[-1].split("/")[0])
         conn = http.client.HTTPConnection(host, port, timeout=60)
         conn.request("GET", "/api/runs/runs/vae/samples.png?n=4&seed=2")

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from conftest import needs_mnist, one_thread
+from conftest import TINY, needs_mnist, train_tiny
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -56,24 +56,11 @@ if MISSING and not UNDER_CI:
 
 pytestmark = [needs_mnist, pytest.mark.slow]
 
-TINY = {"train_limit": 200, "epochs": 1, "eval_every": 0, "tensorboard": False, "batch_size": 100}
 RUNS = {
-    "vae-2d": ("vae", {"hidden_units": 32, "latent_dim": 2}),
-    "draw": ("draw", {"T": 4, "enc_size": 16, "dec_size": 16, "z_size": 4}),
-    "aligndraw": (
-        "aligndraw",
-        {
-            "T": 3,
-            "enc_size": 16,
-            "dec_size": 16,
-            "z_size": 4,
-            "read_n": 3,
-            "write_n": 3,
-            "lang_size": 8,
-            "align_size": 8,
-        },
-    ),
-    "rbm": ("rbm", {"n_hidden": 16}),
+    "vae-2d": ("vae", TINY["vae"]),
+    "draw": ("draw", TINY["draw"] | {"T": 4}),
+    "aligndraw": ("aligndraw", TINY["aligndraw"]),
+    "rbm": ("rbm", TINY["rbm"]),
 }
 CAPTION = "the digit 3 is on the left of the digit 8 ."
 WAIT = 30  # seconds for anything the server computes (a model's first load included)
@@ -83,12 +70,8 @@ WAIT = 30  # seconds for anything the server computes (a model's first load incl
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Path:
     """A directory `runs/` of tiny finished runs, trained once for the module."""
-    import genlearn
-
     root = tmp_path_factory.mktemp("browser") / "runs"
-    with one_thread():
-        for name, (model, overrides) in RUNS.items():
-            genlearn.train(model, root / name, progress=False, **TINY, **overrides)
+    train_tiny(root, RUNS, batch_size=100)
     return root
 
 
