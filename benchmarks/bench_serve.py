@@ -223,6 +223,41 @@ def find(ids: list[str], *names: str) -> str | None:
     return next((i for name in names for i in ids if i.rsplit("/", 1)[-1] == name), None)
 
 
+def against_the_cli(
+    server: Server,
+    args: argparse.Namespace,
+    paths: dict[str, str],
+    families: tuple[tuple[str, tuple[str, ...]], ...],
+    what: str,
+    view: str,
+    n: int,
+    seed: int,
+    suffix: str,
+) -> None:
+    """`view` of n images (a new seed each round, from `seed`) for the first served run of each
+    family (`paths`: each served run's directory, by id): the server's time and the round trip against TARGETS_S[what], and beside them (unless
+    --no-reference) `genlearn sample RUN --n N --out x.SUFFIX` in a fresh process, which draws
+    the same."""
+    for label, names in families:
+        run = find(list(paths), *names)
+        if run is None:
+            continue
+        served, trips, cli = [], [], []
+        for r in range(args.rounds):
+            wall, s, _ = server.get(f"/api/runs/{run}/{view}?n={n}&seed={seed + r}")
+            served.append(s)
+            trips.append(wall)
+            if not args.no_reference:
+                out = str(args.scratch / f"{what}{suffix}")
+                cli.append(
+                    cli_seconds(["sample", paths[run], "--n", str(n), "--seed", str(seed + r), "--out", out])
+                )
+        print(f"{what} of {n}, {label} ({run}): server {spread(served, 'ms')}, round trip {spread(trips, 'ms')}; "
+              f"{verdict(min(served), TARGETS_S[what])}")  # fmt: skip
+        if cli:
+            print(f"  reference `genlearn sample {paths[run]} --n {n} --out x{suffix}`: {spread(cli)}")
+
+
 def measure(server: Server, args: argparse.Namespace) -> None:
     print(f"# {server.wait_ready()}")
     _, _, body = server.get("/api/runs")
@@ -239,43 +274,10 @@ def measure(server: Server, args: argparse.Namespace) -> None:
     slowest = per_run_cards(server, ids)[:5]
     print("  slowest cards (server): " + ", ".join(f"{i} {t * 1000:.0f} ms" for i, t in slowest))
 
-    for label, names in (("VAE", ("vae",)), ("GAN", ("dcgan", "gan"))):
-        run = find(ids, *names)
-        if run is None:
-            continue
-        served, trips, cli = [], [], []
-        for r in range(args.rounds):
-            wall, s, _ = server.get(f"/api/runs/{run}/samples.png?n=64&seed={2000 + r}")
-            served.append(s)
-            trips.append(wall)
-            if not args.no_reference:
-                out = str(args.scratch / "grid.png")
-                cli.append(
-                    cli_seconds(["sample", paths[run], "--n", "64", "--seed", str(2000 + r), "--out", out])
-                )
-        print(f"grid of 64, {label} ({run}): server {spread(served, 'ms')}, round trip {spread(trips, 'ms')}; "
-              f"{verdict(min(served), TARGETS_S['grid'])}")  # fmt: skip
-        if cli:
-            print(f"  reference `genlearn sample {paths[run]} --n 64 --out x.png`: {spread(cli)}")
-
-    for label, names in (("DRAW", ("draw",)), ("alignDRAW", ("aligndraw",))):
-        run = find(ids, *names)
-        if run is None:
-            continue
-        served, trips, cli = [], [], []
-        for r in range(args.rounds):
-            wall, s, _ = server.get(f"/api/runs/{run}/process.json?n=16&seed={3000 + r}")
-            served.append(s)
-            trips.append(wall)
-            if not args.no_reference:
-                out = str(args.scratch / "timeline.gif")
-                cli.append(
-                    cli_seconds(["sample", paths[run], "--n", "16", "--seed", str(3000 + r), "--out", out])
-                )
-        print(f"timeline of 16, {label} ({run}): server {spread(served, 'ms')}, round trip {spread(trips, 'ms')}; "
-              f"{verdict(min(served), TARGETS_S['timeline'])}")  # fmt: skip
-        if cli:
-            print(f"  reference `genlearn sample {paths[run]} --n 16 --out x.gif`: {spread(cli)}")
+    families = (("VAE", ("vae",)), ("GAN", ("dcgan", "gan")))
+    against_the_cli(server, args, paths, families, "grid", "samples.png", 64, 2000, ".png")
+    families = (("DRAW", ("draw",)), ("alignDRAW", ("aligndraw",)))
+    against_the_cli(server, args, paths, families, "timeline", "process.json", 16, 3000, ".gif")
 
     for label, names in (("VAE, principal plane", ("vae",)), ("VAE, 2-D latent", ("vae-2d",))):
         run = find(ids, *names)
