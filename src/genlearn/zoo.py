@@ -19,7 +19,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,10 @@ class Figure:
     paper: float | None = None
     paper_note: str = ""
 
+    def beside(self, paper: float | None, note: str) -> Figure:
+        """This figure with the value a paper reports for it, and where."""
+        return replace(self, paper=paper, paper_note=note)
+
 
 @dataclass(frozen=True)
 class Paper:
@@ -63,8 +67,22 @@ _PARZEN = Figure("parzen", "Parzen log-likelihood of the test images (nats)", Tr
 _FID = Figure("fid", "FID against the test images (in-project MNIST classifier)", False)
 _CLASSIFIER_SCORE = Figure("classifier_score", "classifier score (in-project classifier; 10 at most)", True)
 _LABELS = Figure("label_agreement", "label agreement (samples read as the asked digit)", True)
-_DRAW = "Gregor, Danihelka, Graves, Rezende & Wierstra, DRAW: A Recurrent Neural Network For Image Generation (ICML 2015)"
-_SM08 = "Salakhutdinov & Murray, On the Quantitative Analysis of Deep Belief Networks (ICML 2008)"
+_DRAW_BOUND = Figure("nll_bound", "test NLL bound (nats)", False)
+_AIS_BOUND = Figure("ais_bound", "test log-likelihood, variational bound with log Z by AIS (nats)", True)
+# (citation, link) of the papers that more than one family follows
+_DRAW = (
+    "Gregor, Danihelka, Graves, Rezende & Wierstra, DRAW: A Recurrent Neural Network For Image Generation (ICML 2015)",
+    "https://arxiv.org/abs/1502.04623",
+)
+_LAPGAN = (
+    "Denton, Chintala, Szlam & Fergus, Deep Generative Image Models using a Laplacian Pyramid of "
+    "Adversarial Networks (NIPS 2015)",
+    "https://arxiv.org/abs/1506.05751",
+)
+_SM08 = (
+    "Salakhutdinov & Murray, On the Quantitative Analysis of Deep Belief Networks (ICML 2008)",
+    "https://doi.org/10.1145/1390156.1390266",
+)
 
 # Each family's paper and the figures its card puts beside the paper's.
 PAPERS: dict[str, Paper] = {
@@ -96,26 +114,17 @@ PAPERS: dict[str, Paper] = {
         ),
     ),
     "draw": Paper(
-        _DRAW,
-        "https://arxiv.org/abs/1502.04623",
+        *_DRAW,
         ("draw", "recurrent", "attention", "variational-autoencoder"),
-        (
-            Figure("nll_bound", "test NLL bound (nats)", False, 80.97, "Table 2, DRAW with attention"),
-            _FID,
-        ),
+        (_DRAW_BOUND.beside(80.97, "Table 2, DRAW with attention"), _FID),
     ),
     "draw-noattn": Paper(
-        _DRAW,
-        "https://arxiv.org/abs/1502.04623",
+        *_DRAW,
         ("draw", "recurrent", "variational-autoencoder"),
-        (
-            Figure("nll_bound", "test NLL bound (nats)", False, 87.40, "Table 2, DRAW without attention"),
-            _FID,
-        ),
+        (_DRAW_BOUND.beside(87.40, "Table 2, DRAW without attention"), _FID),
     ),
     "draw-2digit": Paper(
-        _DRAW,
-        "https://arxiv.org/abs/1502.04623",
+        *_DRAW,
         ("draw", "recurrent", "attention", "two-digit-mnist"),
         (
             Figure(
@@ -146,44 +155,33 @@ PAPERS: dict[str, Paper] = {
         "Adversarial Nets (NIPS 2014)",
         "https://arxiv.org/abs/1406.2661",
         ("gan", "adversarial"),
-        (Figure(_PARZEN.key, _PARZEN.label, True, 225.0, "Table 1, 225 ± 2"), _FID, _CLASSIFIER_SCORE),
+        (_PARZEN.beside(225.0, "Table 1, 225 ± 2"), _FID, _CLASSIFIER_SCORE),
     ),
     "dcgan": Paper(
         "Radford, Metz & Chintala, Unsupervised Representation Learning with Deep Convolutional "
         "Generative Adversarial Networks (ICLR 2016)",
         "https://arxiv.org/abs/1511.06434",
         ("gan", "dcgan", "adversarial"),
-        (
-            Figure(
-                _PARZEN.key, _PARZEN.label, True, 225.0, "the GAN paper's Table 1 (no DCGAN MNIST figure)"
-            ),
-            _FID,
-            _CLASSIFIER_SCORE,
-        ),
+        (_PARZEN.beside(225.0, "the GAN paper's Table 1 (no DCGAN MNIST figure)"), _FID, _CLASSIFIER_SCORE),
     ),
     "cgan": Paper(
         "Mirza & Osindero, Conditional Generative Adversarial Nets (2014)",
         "https://arxiv.org/abs/1411.1784",
         ("gan", "conditional-gan", "adversarial"),
-        (Figure(_PARZEN.key, _PARZEN.label, True, 132.0, "Table 1, 132 ± 1.8"), _FID, _LABELS),
+        (_PARZEN.beside(132.0, "Table 1, 132 ± 1.8"), _FID, _LABELS),
     ),
     "lapgan": Paper(
-        "Denton, Chintala, Szlam & Fergus, Deep Generative Image Models using a Laplacian Pyramid of "
-        "Adversarial Networks (NIPS 2015)",
-        "https://arxiv.org/abs/1506.05751",
+        *_LAPGAN,
         ("gan", "lapgan", "laplacian-pyramid", "adversarial"),
         (_FID, _PARZEN, _CLASSIFIER_SCORE),
     ),
     "lapgan-conditional": Paper(
-        "Denton, Chintala, Szlam & Fergus, Deep Generative Image Models using a Laplacian Pyramid of "
-        "Adversarial Networks (NIPS 2015)",
-        "https://arxiv.org/abs/1506.05751",
+        *_LAPGAN,
         ("gan", "lapgan", "conditional-gan", "laplacian-pyramid", "adversarial"),
         (_FID, _LABELS, _PARZEN),
     ),
     "rbm": Paper(
-        _SM08,
-        "https://doi.org/10.1145/1390156.1390266",
+        *_SM08,
         ("rbm", "boltzmann-machine", "energy-based"),
         (
             Figure(
@@ -196,32 +194,15 @@ PAPERS: dict[str, Paper] = {
         ),
     ),
     "dbn": Paper(
-        _SM08,
-        "https://doi.org/10.1145/1390156.1390266",
+        *_SM08,
         ("dbn", "deep-belief-network", "boltzmann-machine"),
-        (
-            Figure(
-                "ais_bound",
-                "test log-likelihood, variational bound with log Z by AIS (nats)",
-                True,
-                -86.22,
-                "DBN 500-2000",
-            ),
-        ),
+        (_AIS_BOUND.beside(-86.22, "DBN 500-2000"),),
     ),
     "dbm": Paper(
         "Salakhutdinov & Hinton, Deep Boltzmann Machines (AISTATS 2009)",
         "https://proceedings.mlr.press/v5/salakhutdinov09a.html",
         ("dbm", "deep-boltzmann-machine", "boltzmann-machine"),
-        (
-            Figure(
-                "ais_bound",
-                "test log-likelihood, variational bound with log Z by AIS (nats)",
-                True,
-                -84.62,
-                "DBM 500-1000",
-            ),
-        ),
+        (_AIS_BOUND.beside(-84.62, "DBM 500-1000"),),
     ),
 }
 # The 2-D toy data sets are scored by VEEGAN's mode counts (Srivastava et al., NIPS 2017).
