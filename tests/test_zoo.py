@@ -121,7 +121,10 @@ def card_metrics(card: str) -> dict[str, float]:
 
 def check_card(directory: Path) -> None:
     card = (directory / "README.md").read_text()
-    assert card.startswith("---\n") and "\nlibrary_name: genlearn\n" in card and "- mnist" in card
+    assert card.startswith("---\n") and "\nlibrary_name: genlearn\n" in card
+    _, config = registry.run_config(directory)
+    dataset = "mnist" if config.dataset.startswith("mnist") else config.dataset  # the toys are their own
+    assert f"\ndatasets:\n- {dataset}\n" in card
     listed = card_metrics(card)
     metrics = json.loads((directory / "results.json").read_text())["metrics"]
     assert listed, "the card lists no metric"
