@@ -34,7 +34,8 @@ demo: setup
 	@echo "          runs/demo-vae-2d/manifold.png (the learned 2-D manifold, Kingma & Welling fig. 4)"
 	@echo
 	@echo "The 2-minute VAE beside the zoo's long-trained one:"
-	$(BIN)/genlearn compare runs/demo-vae zoo/vae
+	@if [ -d zoo/vae ]; then $(BIN)/genlearn compare runs/demo-vae zoo/vae; \
+	else echo "(zoo/vae is not in this checkout; build it with: make zoo ZOO=vae)"; fi
 	@echo
 	@echo "Explore every model in the browser: $(BIN)/genlearn serve   (the demo's runs beside the zoo)"
 
