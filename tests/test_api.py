@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 import warnings
 from pathlib import Path
 
@@ -202,7 +201,9 @@ def test_export_hands_the_run_to_the_zoo(inside, monkeypatch):
         called.update(run=run, out=out, options=options)
         return Path(out)
 
-    monkeypatch.setitem(sys.modules, "genlearn.zoo", types.SimpleNamespace(export_run=export_run))
+    from genlearn import zoo
+
+    monkeypatch.setattr(zoo, "export_run", export_run)
     assert genlearn.export("runs/demo-vae", "zoo/demo", metrics=["elbo"]) == Path("zoo/demo")
     assert called == {"run": Path("runs/demo-vae"), "out": Path("zoo/demo"), "options": {"metrics": ["elbo"]}}
     proc = run_main("export", "runs/demo-vae", "zoo/demo")

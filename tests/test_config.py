@@ -220,7 +220,8 @@ def test_every_shipped_config_file_names_its_model_and_is_valid_for_it():
     from genlearn import config as cfg
     from genlearn import registry
 
-    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(p for p in configs.glob("*.toml") if p.name != "zoo.toml")  # zoo.toml: the plan
     assert files
     for path in files:
         values = cfg.read_toml(path)
@@ -228,3 +229,20 @@ def test_every_shipped_config_file_names_its_model_and_is_valid_for_it():
         config = registry.make_config(name, values)  # unknown or out-of-range fields raise
         for key, value in values.items():
             assert getattr(config, key) == value, (path.name, key)
+
+
+def test_the_zoo_plan_names_a_preset_of_its_model_for_every_entry():
+    """configs/zoo.toml: each entry names a registered model and a preset in configs/ for it."""
+    import tomllib
+    from pathlib import Path
+
+    from genlearn import config as cfg
+    from genlearn import registry
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    plan = tomllib.loads((configs / "zoo.toml").read_text())
+    assert len(plan) == 16
+    for name, entry in plan.items():
+        registry.entry(entry["model"])
+        preset = cfg.read_toml(configs / entry["preset"])
+        assert preset["model"] == entry["model"], name
