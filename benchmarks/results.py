@@ -499,10 +499,13 @@ def picture(table: compare.Table) -> bytes:
     return out.getvalue()
 
 
-def table_markdown(table: compare.Table) -> list[str]:
+def table_markdown(table: compare.Table, runs_list: bool = True) -> list[str]:
     """compare.md's table, notes and runs, fitted into a section of RESULTS.md (no title of its
-    own; its "Runs" heading a paragraph, so the document's outline stays its own)."""
+    own; its "Runs" heading a paragraph, so the document's outline stays its own); without the
+    list of runs where `runs_list` is false."""
     text = compare.render_markdown(table).removeprefix("# genlearn compare").strip("\n")
+    if not runs_list:
+        text = text.split("## Runs")[0].rstrip("\n")
     return ["**Runs**" if ln == "## Runs" else ln for ln in text.splitlines()]
 
 
@@ -709,7 +712,7 @@ def zoo_section(table: compare.Table, entries: list[Path], command: str, figure:
         "",
         f"![every entry's samples with its key figures]({figure})",
         "",
-        *table_markdown(table),
+        *table_markdown(table, runs_list=False),  # each entry has its own section below
         END,
     ]
     return "\n".join(lines)

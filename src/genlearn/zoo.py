@@ -564,17 +564,14 @@ def entry_markdown(entry: str | Path, link: str) -> str:
         f"**{_with_stderr(metrics, f.key)}** |"
         for f in figures
     ]
-    pictures = [p for p in results.get("figures", []) if p != "training.png"]
+    pictures = [p for p in results.get("figures", []) if p.endswith(".png") and p != "training.png"]
     lines = [
-        f"**`zoo/{entry.name}`** ([model card]({link}/{CARD_FILE})): {paper_of(name).cite}.",
+        f"**`zoo/{entry.name}`** ([card]({link}/{CARD_FILE})) · `{exported.get('recipe', '?')}` · "
+        f"{training_summary(results)} · {exported.get('cpu', '?')} · measured {exported.get('date', '?')[:10]}",
         "",
         "| figure | paper | zoo |",
         "| --- | --- | --- |",
         *rows,
-        "",
-        f"Recipe: `{exported.get('recipe', '?')}`; {training_summary(results)}; "
-        f"CPU: {exported.get('cpu', '?')}; figures measured {exported.get('date', '?')}.",
-        *([f"{exported['note']}"] if exported.get("note") else []),
         "",
         " ".join(f"![{entry.name} {p}]({link}/{p})" for p in pictures[:3]),
     ]
