@@ -1,6 +1,6 @@
 """`make zoo`: train every entry of the zoo from its recipe, export it, and measure it.
 
-    python benchmarks/zoo.py [--only NAME[,NAME...]] [--runs runs/zoo] [--zoo zoo] [--jobs 1]
+    python benchmarks/zoo.py [--only NAME[,NAME...]] [--runs runs/zoo] [--zoo zoo] [--jobs 1] [--cards]
 
 The plan is configs/zoo.toml: each entry names a model and a preset of configs/ (which holds the
 budget). Each entry is trained as a user would (`genlearn train MODEL --config configs/PRESET --out
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from genlearn import zoo
 from genlearn.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,8 +158,18 @@ def main() -> None:
     parser.add_argument(
         "--note", default="", help="a line for every card of this build (e.g. the machine's load)"
     )
+    parser.add_argument(
+        "--cards",
+        action="store_true",
+        help="only write the entries' model cards again from their results.json",
+    )
     args = parser.parse_args()
     plan = select(read_plan(), args.only)
+    if args.cards:
+        for entry in plan:
+            if (args.zoo / entry.name).is_dir():
+                tqdm.write(f"{entry.name}: {zoo.write_card(args.zoo / entry.name, f'zoo/{entry.name}')}")
+        return
     args.runs.mkdir(parents=True, exist_ok=True)
     args.zoo.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=2 * len(plan), desc="zoo", unit="step")

@@ -42,13 +42,15 @@ EXPORT_AIS_RUNS = 100
 class Figure:
     """A figure a paper reports (or the headline figure of a family without one): the
     results.json key it compares with, the paper's value (None: none published for this setting),
-    which way is better, and what it is."""
+    which way is better, what it is, and the config values the paper's figure was measured at (a
+    run with others, such as a 2-D latent space, is shown without it)."""
 
     key: str
     label: str
     higher_is_better: bool
     paper: float | None = None
     paper_note: str = ""
+    paper_setting: tuple[tuple[str, Any], ...] = ()
 
     def beside(self, paper: float | None, note: str) -> Figure:
         """This figure with the value a paper reports for it, and where."""
@@ -107,6 +109,7 @@ PAPERS: dict[str, Paper] = {
                 False,
                 86.76,
                 "Burda et al. 2016, Table 1: VAE, one stochastic layer, k = 1, 3,280 epochs",
+                (("latent_dim", 50),),
             ),
             Figure("elbo", "test ELBO (nats)", True),
             Figure("probe_accuracy", "linear probe accuracy on the posterior means (test)", True),
@@ -220,7 +223,12 @@ def headline_figures(name: str, config: Any) -> tuple[Figure, ...]:
     """The figures a card and the results page show for a run of family `name`."""
     if config.dataset in ("ring8", "grid25"):
         return TOY_FIGURES
-    return paper_of(name).figures
+    return tuple(
+        f
+        if all(getattr(config, key, None) == value for key, value in f.paper_setting)
+        else f.beside(None, "")
+        for f in paper_of(name).figures
+    )
 
 
 # ---- the machine ------------------------------------------------------------------------------
@@ -545,6 +553,22 @@ images = genlearn.sample("{here}", 16, seed=0)
 {every}
 """
     return _front_matter(name, paper, shown, results) + body
+
+
+def write_card(entry: str | Path, shown_as: str = "") -> Path:
+    """Write an entry's model card again from its results.json (its recipe and note included), as
+    after a change to the card's layout or to a paper's figures; returns the card's path.
+    `shown_as` as for `model_card`."""
+    entry = Path(entry)
+    exported = runs.results(entry).get("exported", {})
+    card = entry / CARD_FILE
+    files.atomic_write(
+        card,
+        model_card(
+            entry, recipe=exported.get("recipe", ""), note=exported.get("note", ""), shown_as=shown_as
+        ),
+    )
+    return card
 
 
 # ---- the results page -------------------------------------------------------------------------
