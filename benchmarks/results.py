@@ -670,13 +670,18 @@ def check_args(args: argparse.Namespace, in_process: bool) -> None:
 ZOO_PLAN = CONFIGS / "zoo.toml"
 
 
-def zoo_entries(zoo_dir: Path) -> list[Path]:
-    """The zoo's entries in configs/zoo.toml's order (any others after them, by name)."""
+def planned_entries() -> list[str]:
+    """The names configs/zoo.toml plans, in its order."""
     import tomllib
 
+    return list(tomllib.loads(ZOO_PLAN.read_text())) if ZOO_PLAN.is_file() else []
+
+
+def zoo_entries(zoo_dir: Path) -> list[Path]:
+    """The zoo's entries in configs/zoo.toml's order (any others after them, by name)."""
     if not zoo_dir.is_dir():
         raise UserError(f"{zoo_dir} does not exist; build the zoo with `make zoo` first")
-    planned = list(tomllib.loads(ZOO_PLAN.read_text())) if ZOO_PLAN.is_file() else []
+    planned = planned_entries()
     found = {
         p.name: p
         for p in zoo_dir.iterdir()
@@ -734,6 +739,10 @@ def run_zoo(args: argparse.Namespace, command: str) -> int:
     for entry in entries:
         link = os.path.relpath(entry, results_file.parent)
         text = with_entry(text, entry.name, zoo.entry_markdown(entry, link))
+    for name in sorted(set(planned_entries()) - {e.name for e in entries}):
+        text = with_entry(
+            text, name, f"_`zoo/{name}` is not built yet: `make zoo ZOO={name}` trains and exports it._"
+        )
     runs.atomic_write(results_file, text)
     print(
         f"wrote the table of {len(entries)} zoo entries and their figures into {results_file}, and {figure}"

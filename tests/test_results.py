@@ -353,3 +353,33 @@ def test_every_family_has_one_preset_naming_its_target():
         first = path.read_text().splitlines()[0]
         assert first.startswith("# Target: "), path
         assert results.preset_target(path), path
+
+
+@needs_mnist
+def test_the_zoo_mode_writes_the_table_and_each_entry_and_names_those_not_built(tmp_path):
+    import genlearn
+    from genlearn import zoo
+
+    run, zoo_dir = tmp_path / "run", tmp_path / "zoo"
+    with one_thread():
+        genlearn.train(
+            "vae", run, progress=False, hidden_units=32, latent_dim=2, train_limit=300, epochs=1, eval_every=0
+        )
+        zoo_dir.mkdir()
+        zoo.export_run(run, zoo_dir / "vae", metrics=["elbo"])
+    page = tmp_path / "RESULTS.md"
+    blocks = "".join(f"\n<!-- zoo:{n}:begin -->\nSTALE\n<!-- zoo:{n}:end -->\n" for n in ("vae", "dbm"))
+    page.write_text(f"{BEFORE}{results.BEGIN}\nSTALE\n{results.END}\n{blocks}{AFTER}")
+    code, _, err = _run("--zoo", str(zoo_dir), "--results", str(page))
+    assert code == 0, err
+    text = page.read_text()
+    assert text.startswith(BEFORE) and text.endswith(AFTER) and "STALE" not in text
+    table = text.split(results.BEGIN)[1].split(results.END)[0]
+    assert "from the 1 entries of the zoo" in table and "compare.png" in table
+    vae = text.split("<!-- zoo:vae:begin -->")[1].split("<!-- zoo:vae:end -->")[0]
+    elbo = runs.results(zoo_dir / "vae")["metrics"]["elbo"]
+    assert "[card](zoo/vae/README.md)" in vae and f"**{elbo:.2f} ± " in vae and "zoo/vae/samples.png" in vae
+    dbm = text.split("<!-- zoo:dbm:begin -->")[1].split("<!-- zoo:dbm:end -->")[0]
+    assert "`zoo/dbm` is not built yet" in dbm and "make zoo ZOO=dbm" in dbm
+    with Image.open(tmp_path / "results" / "compare.png") as picture:
+        assert picture.format == "PNG"
