@@ -43,6 +43,7 @@ import io
 import math
 import os
 import platform
+import re
 import shlex
 import signal
 import subprocess
@@ -462,21 +463,10 @@ PICTURE_COLUMNS = 5  # runs per row of the figure: compare.png of 14 runs in one
 
 
 def cpu_line() -> str:
-    """The machine as the section states it: the CPU as /proc/cpuinfo names it (a virtual machine
-    may say only "AMD EPYC", so with its family, model and whether it has AVX-512, which decide
-    the speed of the same code), cores, torch and Python."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
-        info = dict(ln.split(":", 1) for ln in first.splitlines() if ":" in ln)
-        info = {k.strip(): v.strip() for k, v in info.items()}
-        avx512 = "yes" if "avx512f" in info.get("flags", "").split() else "no"
-        cpu = (
-            f"{info.get('model name', cpu)} (family {info.get('cpu family', '?')} model "
-            f"{info.get('model', '?')}, AVX-512 {avx512})"
-        )
+    """The machine as the section states it: the CPU as the zoo's cards name it (with the family,
+    model and vector units that decide the speed of the same code), cores, torch and Python."""
     cores = len(os.sched_getaffinity(0))
-    return f"{cpu}, {cores} cores, torch {torch.__version__}, Python {platform.python_version()}"
+    return f"{zoo.cpu_name()}, {cores} cores, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def picture(table: compare.Table) -> bytes:
@@ -670,18 +660,13 @@ def check_args(args: argparse.Namespace, in_process: bool) -> None:
 ZOO_PLAN = CONFIGS / "zoo.toml"
 
 
-def planned_entries() -> list[str]:
-    """The names configs/zoo.toml plans, in its order."""
-    import tomllib
-
-    return list(tomllib.loads(ZOO_PLAN.read_text())) if ZOO_PLAN.is_file() else []
-
-
 def zoo_entries(zoo_dir: Path) -> list[Path]:
     """The zoo's entries in configs/zoo.toml's order (any others after them, by name)."""
+    import tomllib
+
     if not zoo_dir.is_dir():
         raise UserError(f"{zoo_dir} does not exist; build the zoo with `make zoo` first")
-    planned = planned_entries()
+    planned = list(tomllib.loads(ZOO_PLAN.read_text())) if ZOO_PLAN.is_file() else []
     found = {
         p.name: p
         for p in zoo_dir.iterdir()
@@ -692,17 +677,15 @@ def zoo_entries(zoo_dir: Path) -> list[Path]:
     return [found[n] for n in planned if n in found] + [found[n] for n in sorted(found) if n not in planned]
 
 
-def entry_markers(name: str) -> tuple[str, str]:
-    return f"<!-- zoo:{name}:begin -->", f"<!-- zoo:{name}:end -->"
+# A family's table on the page: <!-- zoo:vae,vae-2d:begin --> ... <!-- zoo:vae,vae-2d:end -->
+FAMILY_BLOCK = re.compile(r"(<!-- zoo:([\w,-]+):begin -->\n).*?(<!-- zoo:\2:end -->)", re.S)
 
 
-def with_entry(text: str, name: str, block: str) -> str:
-    """The page with the entry's block between its markers (left as it is without them)."""
-    begin, end = entry_markers(name)
-    if begin not in text or end not in text:
-        return text
-    head, rest = text.split(begin, 1)
-    return head + begin + "\n" + block + "\n" + end + rest.split(end, 1)[1]
+def with_families(text: str, zoo_dir: Path, link: str) -> str:
+    """The page with each family's table, for the entries its markers name, between them."""
+    return FAMILY_BLOCK.sub(
+        lambda m: m[1] + zoo.family_markdown(m[2].split(","), zoo_dir, link) + "\n" + m[3], text
+    )
 
 
 def zoo_section(table: compare.Table, entries: list[Path], command: str, figure: str) -> str:
@@ -730,19 +713,15 @@ def run_zoo(args: argparse.Namespace, command: str) -> int:
     entries = zoo_entries(zoo_dir)
     torch.set_num_threads(1)  # compare's sampling speeds, on one thread as every figure of the page
     table = compare.build([str(e) for e in entries])
+    # The page shows what the metrics measure; each model's own training monitors stay on its card.
+    table = dataclasses.replace(table, rows=[r for r in table.rows if r.group != compare.OTHER])
     figure = results_file.parent / "results" / "compare.png"
     runs.make_directory(figure.parent)
     runs.atomic_write(figure, picture(table))
     text = read_results_file(results_file)
     shown = os.path.relpath(figure, results_file.parent)
     text = with_section(text, zoo_section(table, entries, command, shown))
-    for entry in entries:
-        link = os.path.relpath(entry, results_file.parent)
-        text = with_entry(text, entry.name, zoo.entry_markdown(entry, link))
-    for name in sorted(set(planned_entries()) - {e.name for e in entries}):
-        text = with_entry(
-            text, name, f"_`zoo/{name}` is not built yet: `make zoo ZOO={name}` trains and exports it._"
-        )
+    text = with_families(text, zoo_dir, os.path.relpath(zoo_dir, results_file.parent))
     runs.atomic_write(results_file, text)
     print(
         f"wrote the table of {len(entries)} zoo entries and their figures into {results_file}, and {figure}"

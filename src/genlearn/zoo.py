@@ -413,6 +413,8 @@ SHARES = ("probe_accuracy", "label_agreement", "conformity_seen", "conformity_he
 def _fmt(value: Any, digits: int = 2, share: bool = False) -> str:
     if share and isinstance(value, float):
         return f"{100 * value:.{max(digits - 1, 1)}f}%"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e6:
+        return f"{int(value):,}"  # a count, such as modes captured
     if isinstance(value, float):
         return f"{value:,.{digits}f}" if abs(value) < 1e6 else f"{value:.3g}"
     return str(value)
@@ -572,31 +574,48 @@ def write_card(entry: str | Path, shown_as: str = "") -> Path:
 
 
 # ---- the results page -------------------------------------------------------------------------
-def entry_markdown(entry: str | Path, link: str) -> str:
-    """A zoo entry's part of docs/RESULTS.md: its figures beside the paper's, the recipe, the
-    training time, the CPU and the date, and its pictures (`link`: the entry's directory as the
-    page links it)."""
-    entry = Path(entry)
-    name, config = registry.run_config(entry)
-    results = runs.results(entry)
-    metrics = results.get("metrics", {})
-    exported = results.get("exported", {})
-    figures = [f for f in headline_figures(name, config) if f.key in metrics]
-    rows = [
-        f"| {f.label} {'↑' if f.higher_is_better else '↓'} | "
-        f"{_fmt(f.paper) if f.paper is not None else '—'}{f' ({f.paper_note})' if f.paper_note else ''} | "
-        f"**{_with_stderr(metrics, f.key)}** |"
-        for f in figures
-    ]
-    pictures = [p for p in results.get("figures", []) if p.endswith(".png") and p != "training.png"]
+def short_cpu(cpu: str) -> str:
+    """The CPU as a table cell: "Intel Xeon (family 6 model 167, AVX-512, AMX)"."""
+    for noise in ("(R)", "(TM)", " Processor", " CPU"):
+        cpu = cpu.replace(noise, "")
+    return " ".join(cpu.split())
+
+
+def family_markdown(names: list[str], zoo_dir: str | Path, link: str) -> str:
+    """One family's table in docs/RESULTS.md: for each zoo entry of `names`, a row per headline
+    figure (the paper's value beside the zoo's) with the entry's recipe, training, CPU and date on
+    its first row, then the entries' pictures; an entry not built yet says how to build it.
+    `link` is zoo_dir as the page links it."""
+    rows, pictures = [], []
+    for name in names:
+        entry = Path(zoo_dir) / name
+        if not (entry / runs.RESULTS_FILE).is_file():
+            rows.append(f"| `zoo/{name}` | not built yet: `make zoo ZOO={name}` | | | | | | |")
+            continue
+        family, config = registry.run_config(entry)
+        results = runs.results(entry)
+        metrics, exported = results.get("metrics", {}), results.get("exported", {})
+        figures = [f for f in headline_figures(family, config) if f.key in metrics]
+        about = [
+            f"`{exported.get('recipe', '?')}`",
+            training_summary(results).replace(" of training on the CPU", ""),
+            short_cpu(exported.get("cpu", "?")),
+            exported.get("date", "?")[:10],
+        ]
+        for i, f in enumerate(figures or [None]):
+            head = f"[`zoo/{name}`]({link}/{name}/{CARD_FILE})" if i == 0 else ""
+            cells = (
+                [f"{f.label} {'↑' if f.higher_is_better else '↓'}", _fmt(f.paper) if f.paper is not None else "—",
+                 f"**{_with_stderr(metrics, f.key)}**"]
+                if f else ["—", "—", "—"]
+            )  # fmt: skip
+            rows.append("| " + " | ".join([head, *cells, *(about if i == 0 else [""] * 4)]) + " |")
+        shown = [p for p in results.get("figures", []) if p.endswith(".png") and p != "training.png"]
+        own = [p for p in shown[1:] if p != "reconstructions.png"]  # the family's picture first
+        pictures += [f"![{name} {p}]({link}/{name}/{p})" for p in shown[:1] + (own or shown[1:])[:1]]
     lines = [
-        f"**`zoo/{entry.name}`** ([card]({link}/{CARD_FILE})) · `{exported.get('recipe', '?')}` · "
-        f"{training_summary(results)} · {exported.get('cpu', '?')} · measured {exported.get('date', '?')[:10]}",
-        "",
-        "| figure | paper | zoo |",
-        "| --- | --- | --- |",
+        "| entry | figure | paper | zoo | recipe | training | CPU | measured |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
-        "",
-        " ".join(f"![{entry.name} {p}]({link}/{p})" for p in pictures[:3]),
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + (["", " ".join(pictures)] if pictures else []))

@@ -24,10 +24,10 @@ from genlearn.comparison.render import (
     render_text,
     write_report,
 )
-from genlearn.comparison.table import NOT_APPLICABLE, NOT_RUN, UNKNOWN, Cell, Row, Run, Table
+from genlearn.comparison.table import NOT_APPLICABLE, NOT_RUN, OTHER, UNKNOWN, Cell, Row, Run, Table
 
 __all__ = [
-    "NOT_APPLICABLE", "NOT_RUN", "SEED", "UNKNOWN", "Cell", "Row", "Run", "Table", "as_json", "build",
+    "NOT_APPLICABLE", "NOT_RUN", "OTHER", "SEED", "UNKNOWN", "Cell", "Row", "Run", "Table", "as_json", "build",
     "metric_specs", "read_runs", "render_json", "render_markdown", "render_picture", "render_text",
     "write_report",
 ]  # fmt: skip
