@@ -434,8 +434,9 @@ def default_recipe(name: str, shown_as: str) -> str:
     return f"genlearn train {name} --config {shown_as}/{runs.CONFIG_FILE}"
 
 
-def training_summary(results: dict[str, Any]) -> str:
-    """ "50 epochs (25,000 steps), 269 s of training on one CPU" from results.json."""
+def training_summary(results: dict[str, Any], where: bool = True) -> str:
+    """ "50 epochs (25,000 steps), 269 s of training on the CPU" from results.json (without
+    " of training on ..." where `where` is false, as in a table with a column for the machine)."""
     seconds = float(results.get("train_time_s") or 0.0)
     time = (
         f"{seconds / 3600:.1f} h"
@@ -446,8 +447,9 @@ def training_summary(results: dict[str, Any]) -> str:
     )
     epochs = results.get("epochs")
     epochs = f"{epochs:g}" if isinstance(epochs, (int, float)) else "?"
-    where = "the CPU" if results.get("device", "cpu") == "cpu" else results["device"]
-    return f"{epochs} epochs ({results.get('steps', 0):,} steps), {time} of training on {where}"
+    device = "the CPU" if results.get("device", "cpu") == "cpu" else results["device"]
+    summary = f"{epochs} epochs ({results.get('steps', 0):,} steps), {time}"
+    return f"{summary} of training on {device}" if where else summary
 
 
 def _front_matter(name: str, paper: Paper, figures: list[tuple[Figure, Any]], results: dict[str, Any]) -> str:
@@ -598,7 +600,7 @@ def family_markdown(names: list[str], zoo_dir: str | Path, link: str) -> str:
         figures = [f for f in headline_figures(family, config) if f.key in metrics]
         about = [
             f"`{exported.get('recipe', '?')}`",
-            training_summary(results).replace(" of training on the CPU", ""),
+            training_summary(results, where=False),
             short_cpu(exported.get("cpu", "?")),
             exported.get("date", "?")[:10],
         ]
