@@ -46,6 +46,12 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
+def families() -> list[str]:
+    """The model classes in the registry's order, which is the lecture's: the autoencoder and VAE,
+    DRAW, the GANs, the Boltzmann machines."""
+    return list(dict.fromkeys(e.cls_name for e in _REGISTRY.values()))
+
+
 def entry(name: str) -> Entry:
     if name not in _REGISTRY:
         raise UserError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}")

@@ -219,15 +219,16 @@ class Explorer:
         return out
 
     def listed(self) -> list[tuple[RunEntry, Loaded]]:
-        """Every served run that loads, with its model; one that does not is left out and said
-        once on the server's console."""
+        """Every served run that loads, with its model, family by family in the lecture's order
+        (then by id); one that does not load is left out and said once on the server's console."""
         out = []
         for run in self.catalog.refresh().values():
             try:
                 out.append((run, self.models.get(run)))
             except Exception as exc:  # a damaged run does not take the others down with it
                 warn_once(f"{run.path} is left out: {exc}")
-        return out
+        order = registry.families()
+        return sorted(out, key=lambda item: (order.index(type(item[1].model).__name__), item[0].id))
 
     def runs_list(self, request: Request) -> Response:
         Query(request, (), "/api/runs")
