@@ -142,7 +142,11 @@ def test_runs_lists_every_finished_run_and_nothing_else(client, root):
     assert set(runs) == expected  # not the unfinished run, not the link to a run outside
     families = list(dict.fromkeys(r["family"] for r in listed.json()))  # in the lecture's order
     assert families == ["VAE", "DRAW", "AlignDRAW", "GAN", "LAPGAN", "RBM", "DBN", "DBM"]
-    assert [r["id"] for r in listed.json() if r["family"] == "GAN"] == ["runs/cgan", "runs/gan", "runs/sweep/deep"]
+    assert [r["id"] for r in listed.json() if r["family"] == "GAN"] == [
+        "runs/cgan",
+        "runs/gan",
+        "runs/sweep/deep",
+    ]
     vae = runs["runs/vae"]
     assert vae["model"] == "vae" and vae["family"] == "VAE" and vae["path"] == "runs/vae"
     assert vae["views"] == ["samples", "latent", "manifold", "scores"] and vae["latent_dim"] == 2
