@@ -186,7 +186,8 @@ def test_a_run_in_detail_has_its_config_and_results(client, root):
 def test_compare_is_the_table_of_every_served_run(client):
     table = client.get("/api/compare").json()
     columns = [r["column"] for r in table["runs"]]
-    assert columns == sorted([f"runs/{k}" for k in RUNS] + ["runs/sweep/deep"])
+    assert columns == [r["id"] for r in client.get("/api/runs").json()]  # the gallery's order
+    assert sorted(columns) == sorted([f"runs/{k}" for k in RUNS] + ["runs/sweep/deep"])
     kind = next(r for r in table["rows"] if r["id"] == "likelihood_kind")
     by_run = dict(zip(columns, (c["text"] for c in kind["cells"])))
     assert by_run["runs/vae"] == "IW estimate" and by_run["runs/gan"] == "no (Parzen)"
