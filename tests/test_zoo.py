@@ -205,3 +205,14 @@ def reproduce(name: str, model, config, metrics: dict) -> None:
 
         out = m.compute("parzen", model, test, data, m.Options(seed=0))
         assert within(out["parzen"], metrics["parzen"], metrics["parzen_stderr"])
+
+
+def test_every_figure_an_entry_records_has_its_own_row_in_compare():
+    """Beyond the models' own training monitors, nothing the zoo's results.json hold falls to
+    compare's unlabelled "other" rows: each key is a declared figure or one's companion."""
+    from genlearn.comparison import measure
+
+    entries = measure.read_runs([ZOO / name for name in SHIPPED])
+    _, keys_of = measure.other_rows(entries, measure.metric_specs([e.metrics for e in entries]))
+    stray = {f"{name}: {key}" for name, keys in zip(SHIPPED, keys_of) for key in keys}
+    assert {s for s in stray if not measure.MONITOR.match(s.split(": ")[1])} == set()

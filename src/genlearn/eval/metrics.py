@@ -524,7 +524,7 @@ _AIS = ("_low", "_high", "_stderr")
 
 FIGURES: tuple[Figure, ...] = (
     Figure("elbo", LIKELIHOOD, "ELBO, variational lower bound on log p(x)", "elbo", HIGHER, "ELBO", NATS,
-           cell=_STDERR, companions=("elbo_stderr",)),
+           cell=_STDERR, companions=("elbo_stderr", "n")),  # n: the images it averaged
     Figure("nll_k{}", LIKELIHOOD, "−log p(x), importance-weighted estimate, k={}", "nll", LOWER, "NLL k={}",
            NATS, cell=_STDERR, companions=("nll_k{}_stderr",), only=_can("log_likelihood"), each=r"\d+",
            generic="−log p(x), importance-weighted (k)"),
