@@ -50,6 +50,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -662,8 +663,6 @@ ZOO_PLAN = CONFIGS / "zoo.toml"
 
 def zoo_entries(zoo_dir: Path) -> list[Path]:
     """The zoo's entries in configs/zoo.toml's order (any others after them, by name)."""
-    import tomllib
-
     if not zoo_dir.is_dir():
         raise UserError(f"{zoo_dir} does not exist; build the zoo with `make zoo` first")
     planned = list(tomllib.loads(ZOO_PLAN.read_text())) if ZOO_PLAN.is_file() else []
